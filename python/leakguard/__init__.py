@@ -1,0 +1,99 @@
+"""leakguard: find memory leaks in Python programs, fast enough to leave on.
+
+The tracemalloc-compatible core works as the stdlib module does::
+
+    import leakguard
+
+    leakguard.start(nframe=10)
+    before = leakguard.take_snapshot()
+    work()
+    after = leakguard.take_snapshot()
+    for diff in after.compare_to(before, "lineno")[:10]:
+        print(diff)
+
+``leakguard.tracemalloc`` is a drop-in replacement for the stdlib module; the
+functions and classes here are the same objects as there.
+"""
+
+from __future__ import annotations
+
+import atexit
+from typing import Any
+
+from . import _leakguard
+from ._errors import LeakguardError, SnapshotError, TracingError, UsageError, UsageTypeError
+from .tracemalloc import (
+    BaseFilter,
+    DomainFilter,
+    Filter,
+    Frame,
+    Snapshot,
+    Statistic,
+    StatisticDiff,
+    Trace,
+    Traceback,
+    clear_traces,
+    get_object_traceback,
+    get_traceback_limit,
+    get_traced_memory,
+    get_tracemalloc_memory,
+    is_tracing,
+    reset_peak,
+    start,
+    stop,
+    take_snapshot,
+)
+
+__all__ = [
+    # tracing
+    "start",
+    "stop",
+    "is_tracing",
+    "get_traceback_limit",
+    "get_traced_memory",
+    "reset_peak",
+    "clear_traces",
+    "get_tracemalloc_memory",
+    "get_object_traceback",
+    "take_snapshot",
+    # data model
+    "Snapshot",
+    "Frame",
+    "Traceback",
+    "Trace",
+    "Statistic",
+    "StatisticDiff",
+    "BaseFilter",
+    "Filter",
+    "DomainFilter",
+    # errors
+    "LeakguardError",
+    "TracingError",
+    "SnapshotError",
+    "UsageError",
+    "UsageTypeError",
+]
+
+
+def _stop_tracing_at_exit() -> None:
+    # Unhook the allocators while the interpreter is still whole, rather than
+    # trace its teardown.
+    if _leakguard.is_tracing():
+        _leakguard.stop()
+
+
+atexit.register(_stop_tracing_at_exit)
+
+
+def __getattr__(name: str) -> Any:
+    # importlib.metadata is slow to import: only pay for it when asked.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("leakguard")
+        except PackageNotFoundError:
+            found = "0+unknown"
+        globals()["__version__"] = found
+        return found
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

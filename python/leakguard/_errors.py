@@ -1,0 +1,44 @@
+"""leakguard's exceptions: one hierarchy rooted at :class:`LeakguardError`.
+
+Each error also subclasses the builtin that users of stdlib ``tracemalloc``
+(or pytest) already catch, so code written for those keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "LeakguardError",
+    "TracingError",
+    "SnapshotError",
+    "UsageError",
+    "UsageTypeError",
+]
+
+
+class LeakguardError(Exception):
+    """Root of every error leakguard raises on purpose."""
+
+
+class TracingError(LeakguardError, RuntimeError):
+    """Tracing is not in the state the call needs (e.g. a snapshot while not
+    tracing), or the tracer cannot run on this interpreter."""
+
+
+class SnapshotError(LeakguardError, ValueError):
+    """A snapshot file is truncated, corrupted, hostile or of another format.
+
+    The message names the file and what is wrong with it; ``filename`` holds
+    the path.
+    """
+
+    def __init__(self, message: str, filename: str | None = None) -> None:
+        super().__init__(message)
+        self.filename = filename
+
+
+class UsageError(LeakguardError, ValueError):
+    """An argument has the right type but a wrong value."""
+
+
+class UsageTypeError(LeakguardError, TypeError):
+    """An argument has the wrong type."""

@@ -1,0 +1,259 @@
+//! The tracing functions of the native module: start/stop, counters, object
+//! lookups and snapshots. Arguments arrive validated by the Python layer
+//! (which reproduces `_tracemalloc`'s messages); checks here are a backstop.
+
+use super::errors::Error;
+use super::snapshot::{traces_list, traceback_tuple, RawSnapshot};
+use crate::raw::cpython::{self, RawFrame};
+use crate::raw::{hooks, tracer};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+const MAX_NFRAME: u32 = 65535;
+
+/// Result of the frame-walk self-check: 0 not run, 1 passed, 2 failed.
+/// GIL held when written.
+static SELF_CHECK: AtomicU8 = AtomicU8::new(0);
+
+/// The calling thread's stack as the hooks see it: `(filename, lineno)`,
+/// most recent first. GIL held, so the frames are alive.
+pub fn walk_stack(limit: usize) -> (Vec<(String, i64)>, u32) {
+    let mut buf = vec![RawFrame::default(); limit.max(1)];
+    let mut total = 0u32;
+    // SAFETY: `buf` has room for `limit` frames; GIL held, so the thread is
+    // attached and its frames are alive while we read them.
+    let n = unsafe { cpython::lg_capture_stack(buf.as_mut_ptr(), buf.len() as i32, &mut total) };
+    let n = n.clamp(0, buf.len() as i32) as usize;
+    let frames = buf[..n]
+        .iter()
+        .map(|f| {
+            let mut name = vec![0u8; 4096];
+            // SAFETY: `name` has 4096 writable bytes; the code object is alive.
+            let len = unsafe { cpython::lg_frame_filename(f, name.as_mut_ptr().cast(), name.len()) };
+            let filename = if len < 0 {
+                tracer::UNKNOWN_FILENAME.to_owned()
+            } else {
+                name.truncate((len as usize).min(name.len()));
+                String::from_utf8_lossy(&name).into_owned()
+            };
+            // SAFETY: as above, the code object is alive.
+            let lineno = i64::from(unsafe { cpython::lg_frame_lineno(f) });
+            (filename, lineno)
+        })
+        .collect();
+    (frames, total)
+}
+
+/// Compares the frame walk with `sys._getframe()` once per process. A
+/// mismatch means the shim misreads this interpreter's frames: refusing to
+/// trace beats reporting wrong lines.
+fn self_check(py: Python<'_>) -> PyResult<()> {
+    match SELF_CHECK.load(Ordering::Relaxed) {
+        1 => return Ok(()),
+        2 => {
+            return Err(Error::Tracing(
+                "leakguard cannot read this interpreter's frames (self-check failed earlier)"
+                    .into(),
+            )
+            .into())
+        }
+        _ => {}
+    }
+    let (walked, _) = walk_stack(8);
+    let mut expected: Vec<(String, i64)> = Vec::new();
+    let mut frame = py.import("sys")?.call_method1("_getframe", (0,))?;
+    while !frame.is_none() && expected.len() < walked.len().max(1) {
+        let code = frame.getattr("f_code")?;
+        let filename: String = code.getattr("co_filename")?.extract()?;
+        let lineno: Option<i64> = frame.getattr("f_lineno")?.extract()?;
+        expected.push((filename, lineno.unwrap_or(0)));
+        frame = frame.getattr("f_back")?;
+    }
+    if walked.is_empty() || walked != expected {
+        SELF_CHECK.store(2, Ordering::Relaxed);
+        return Err(Error::Tracing(format!(
+            "leakguard cannot read this interpreter's frames: the frame walk gave {walked:?} \
+             but sys._getframe() gives {expected:?}; refusing to trace (CPython {}.{}.{})",
+            py.version_info().major,
+            py.version_info().minor,
+            py.version_info().patch,
+        ))
+        .into());
+    }
+    SELF_CHECK.store(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Starts tracing with at most `nframe` frames per traceback.
+#[pyfunction]
+fn start(py: Python<'_>, nframe: i64) -> PyResult<()> {
+    if !(1..=i64::from(MAX_NFRAME)).contains(&nframe) {
+        return Err(Error::Usage("the number of frames must be in range [1; 65535]".into()).into());
+    }
+    self_check(py)?;
+    if hooks::position() == hooks::Position::Covered && !stdlib_tracing(py)? {
+        // A tracer that had hooked on top of us stopped without our wrapper
+        // and cut us out of the chain: we are not installed any more.
+        hooks::forget_covered();
+    }
+    // Keep working when stdlib tracemalloc, started before us, is stopped.
+    py.import("leakguard._coexist")?.call_method0("guard_stdlib_stop")?;
+    tracer::start(nframe as u32)
+        .map_err(|_| Error::Tracing("out of memory starting the tracer".into()))?;
+    if let Err(e) = hooks::install() {
+        tracer::stop();
+        return Err(Error::Tracing(format!("cannot install the allocator hooks: {e:?}")).into());
+    }
+    Ok(())
+}
+
+fn stdlib_tracing(py: Python<'_>) -> PyResult<bool> {
+    py.import("_tracemalloc")?.call_method0("is_tracing")?.extract()
+}
+
+/// Stops tracing and clears every trace.
+#[pyfunction]
+fn stop() {
+    hooks::uninstall();
+    tracer::stop();
+}
+
+/// Called by the wrapper around stdlib `tracemalloc.stop()`: take our hooks
+/// out of the chain where they sit on top of stdlib's, so that stdlib can
+/// restore the allocators it saved.
+#[pyfunction]
+fn _before_foreign_stop() {
+    hooks::uninstall();
+}
+
+/// ... and put them back on top of whatever stdlib restored.
+#[pyfunction]
+fn _after_foreign_stop() -> PyResult<()> {
+    hooks::forget_covered();
+    if tracer::is_tracing() {
+        hooks::install()
+            .map_err(|e| Error::Tracing(format!("cannot reinstall the allocator hooks: {e:?}")))?;
+    }
+    Ok(())
+}
+
+/// Where the hooks stand: "absent", "on top" or "covered".
+#[pyfunction]
+fn _hooks_position() -> &'static str {
+    match hooks::position() {
+        hooks::Position::Absent => "absent",
+        hooks::Position::OnTop => "on top",
+        hooks::Position::Covered => "covered",
+    }
+}
+
+/// `(current traced bytes, sum of the live traces' sizes)`, both read at
+/// one quiescent instant: a test of the counters' bookkeeping.
+#[pyfunction]
+fn _consistency() -> (u64, u64) {
+    tracer::consistency()
+}
+
+#[pyfunction]
+fn is_tracing() -> bool {
+    tracer::is_tracing()
+}
+
+#[pyfunction]
+fn get_traceback_limit() -> u32 {
+    tracer::traceback_limit()
+}
+
+#[pyfunction]
+fn get_traced_memory() -> (u64, u64) {
+    tracer::traced_memory()
+}
+
+#[pyfunction]
+fn reset_peak() {
+    tracer::reset_peak();
+}
+
+#[pyfunction]
+fn clear_traces() {
+    tracer::clear_traces();
+}
+
+#[pyfunction]
+fn get_tracemalloc_memory() -> usize {
+    tracer::tracer_memory()
+}
+
+/// Raw traceback of the block holding `obj`, or None.
+#[pyfunction]
+fn get_object_traceback<'py>(
+    py: Python<'py>,
+    obj: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    // SAFETY: `obj` is a live object (we hold a reference); the shim only
+    // reads its type to find the start of its memory block.
+    let block = unsafe { cpython::lg_object_block(obj.as_ptr().cast()) } as usize;
+    let Some(trace) = tracer::trace_of(block) else {
+        return Ok(None);
+    };
+    let Some((total, frames)) = tracer::traceback_frames(trace.traceback) else {
+        return Ok(None);
+    };
+    let mut names = Vec::new();
+    let mut tb_frames = Vec::new();
+    for (file, line) in frames {
+        names.push(tracer::filename(file));
+        tb_frames.push(crate::snapshot::Frame {
+            filename: (names.len() - 1) as u32,
+            lineno: i64::from(line),
+        });
+    }
+    let tb = crate::snapshot::Traceback {
+        frames: tb_frames.into_boxed_slice(),
+        total_nframe: total,
+    };
+    traceback_tuple(py, &names, &tb).map(Some)
+}
+
+/// Every live trace as raw tuples (tracebacks shared).
+#[pyfunction]
+fn get_traces(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
+    if !tracer::is_tracing() {
+        return PyList::new(py, Vec::<Bound<'_, PyAny>>::new());
+    }
+    let data = tracer::snapshot();
+    traces_list(py, &data)
+}
+
+/// A consistent copy of the live traces.
+#[pyfunction]
+fn take_snapshot() -> PyResult<RawSnapshot> {
+    if !tracer::is_tracing() {
+        return Err(Error::Tracing(
+            "the tracemalloc module must be tracing memory allocations to take a snapshot".into(),
+        )
+        .into());
+    }
+    Ok(RawSnapshot::new(tracer::snapshot()))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(start, m)?)?;
+    m.add_function(wrap_pyfunction!(stop, m)?)?;
+    m.add_function(wrap_pyfunction!(_before_foreign_stop, m)?)?;
+    m.add_function(wrap_pyfunction!(_after_foreign_stop, m)?)?;
+    m.add_function(wrap_pyfunction!(_hooks_position, m)?)?;
+    m.add_function(wrap_pyfunction!(_consistency, m)?)?;
+    m.add_function(wrap_pyfunction!(is_tracing, m)?)?;
+    m.add_function(wrap_pyfunction!(get_traceback_limit, m)?)?;
+    m.add_function(wrap_pyfunction!(get_traced_memory, m)?)?;
+    m.add_function(wrap_pyfunction!(reset_peak, m)?)?;
+    m.add_function(wrap_pyfunction!(clear_traces, m)?)?;
+    m.add_function(wrap_pyfunction!(get_tracemalloc_memory, m)?)?;
+    m.add_function(wrap_pyfunction!(get_object_traceback, m)?)?;
+    m.add_function(wrap_pyfunction!(get_traces, m)?)?;
+    m.add_function(wrap_pyfunction!(take_snapshot, m)?)?;
+    m.add_class::<RawSnapshot>()?;
+    Ok(())
+}

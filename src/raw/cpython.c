@@ -1,0 +1,427 @@
+/*
+ * cpython.c -- reads the calling thread's Python stack straight from the
+ * interpreter's own frame structures, for the allocator hooks.
+ *
+ * Compiled by build.rs against the *target* interpreter's own headers, with
+ * Py_BUILD_CORE, so every layout below comes from that interpreter's
+ * internal headers and macros (internal/pycore_frame.h, pycore_pystate.h,
+ * pycore_object.h ...). A layout change in a new CPython makes this file
+ * fail to compile instead of silently misreading memory; an unknown version
+ * is rejected outright.
+ *
+ * Every function here runs inside PyMem/PyObject allocator hooks, so none of
+ * them may allocate, call a Python API that can allocate or run Python code,
+ * create frame objects or change a reference count. Each use of a CPython
+ * function or macro says why it is allowed.
+ *
+ * What "the stack" means is fixed by stdlib tracemalloc (Modules/_tracemalloc.c
+ * before 3.12, Python/tracemalloc.c since): the same frames are skipped, the
+ * same instruction offset is fed to the same line lookup, the total is
+ * counted the same way, so tracebacks match tracemalloc's line for line.
+ *
+ * The Rust side is src/raw/cpython.rs; `lg_raw_frame` must stay identical to
+ * its `RawFrame`.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <limits.h>
+#include <stdint.h>
+#include <string.h>
+
+#if PY_VERSION_HEX < 0x03090000 || PY_VERSION_HEX >= 0x030E0000
+#  error "leakguard's frame walker knows CPython 3.9 to 3.13 only: add and verify the layouts for this version"
+#endif
+#ifdef Py_LIMITED_API
+#  error "leakguard's frame walker reads interpreter internals; it cannot be built for the stable ABI"
+#endif
+#ifdef Py_GIL_DISABLED
+#  error "leakguard's frame walker does not support free-threaded CPython builds yet"
+#endif
+#ifndef Py_BUILD_CORE
+#  error "build.rs must define Py_BUILD_CORE (internal headers)"
+#endif
+
+#if PY_VERSION_HEX < 0x030B0000
+   /* 3.9/3.10: PyFrameObject is the interpreter's frame (cpython/frameobject.h). */
+#  include <frameobject.h>
+#else
+   /* 3.11+: _PyInterpreterFrame, _PyFrame_IsIncomplete, _PyInterpreterFrame_LASTI. */
+#  include "internal/pycore_frame.h"
+#endif
+#if PY_VERSION_HEX < 0x030B0000
+#  include "internal/pycore_gc.h"    /* PyGC_Head */
+#else
+#  include "internal/pycore_object.h" /* _PyType_PreHeaderSize */
+#endif
+#include "internal/pycore_pystate.h" /* _PyThreadState_GET */
+#include "internal/pycore_runtime.h" /* _PyRuntime, _PyRuntimeState_GetFinalizing */
+
+/* Keep identical to `RawFrame` in cpython.rs. */
+typedef struct {
+    uintptr_t code;      /* PyCodeObject * */
+    uintptr_t filename;  /* code->co_filename, a str */
+    uintptr_t linetable; /* what the line lookup reads: co_lnotab (3.9), co_linetable */
+    int firstlineno;     /* code->co_firstlineno */
+    int instr;           /* see lg_frame_lineno */
+} lg_raw_frame;
+
+_Static_assert(sizeof(lg_raw_frame) == 3 * sizeof(uintptr_t) + 2 * sizeof(int),
+               "lg_raw_frame must have no padding: RawFrame in cpython.rs mirrors it");
+
+/* tracemalloc's limit: traceback_t.total_nframe is a uint16_t and saturates. */
+#define LG_MAX_TOTAL UINT16_MAX
+
+#if PY_VERSION_HEX < 0x030B0000
+/*
+ * 3.9/3.10: tracemalloc takes the line from PyFrame_GetLineNumber(), which
+ * returns the frame's f_lineno instead of looking the instruction up when a
+ * tracer owns the frame (3.9: f_trace is set; 3.10: f_lineno != 0, i.e.
+ * inside a trace callback). That value is not derivable from the code object
+ * later, so it is stored in `instr` as LG_INSTR_LINE_BASE - lineno. Real
+ * offsets are >= -2 (f_lasti == -1 before the first instruction), so the
+ * encoding cannot collide with them.
+ */
+#  define LG_INSTR_LINE_BASE (-3)
+
+static int
+encode_line(int lineno)
+{
+    if (lineno < 0) {
+        lineno = 0; /* tracemalloc stores negative lines as 0 */
+    }
+    if (lineno > INT_MAX + LG_INSTR_LINE_BASE) {
+        lineno = INT_MAX + LG_INSTR_LINE_BASE; /* keep the subtraction defined */
+    }
+    return LG_INSTR_LINE_BASE - lineno;
+}
+#endif
+
+/*
+ * The calling thread's state if it is attached to the interpreter and its
+ * frames may be read, else NULL. Reads thread-state pointers and compares
+ * them; never dereferences a thread state it has not proven to be its own.
+ */
+static PyThreadState *
+attached_tstate(void)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    /*
+     * <= 3.11: _PyThreadState_GET() is an atomic load of
+     * _PyRuntime.gilstate.tstate_current, the state of whichever thread
+     * holds the GIL, not necessarily ours (RAW-domain allocations come from
+     * threads without the GIL). The caller is attached only if that is its
+     * own state: PyGILState_GetThisThreadState() is a pthread_getspecific()
+     * of the autoTSS key (NULL once the GILState machinery is torn down), no
+     * allocation. Only pointers are compared, so a holder state that another
+     * thread is freeing is never touched.
+     */
+    PyThreadState *tstate = _PyThreadState_GET();
+    if (tstate == NULL || tstate != PyGILState_GetThisThreadState()) {
+        return NULL;
+    }
+#else
+    /*
+     * 3.12+: the current thread state is a thread-local that is NULL while
+     * the thread is detached (released the GIL, or never attached).
+     * Py_BUILD_CORE_MODULE makes _PyThreadState_GET() call the exported
+     * _PyThreadState_GetCurrent(): the thread-local itself is not exported
+     * to extension modules. No allocation.
+     */
+    PyThreadState *tstate = _PyThreadState_GET();
+    if (tstate == NULL) {
+        return NULL;
+    }
+#endif
+    /*
+     * Once Py_FinalizeEx has set _finalizing, only the finalizing thread
+     * may run Python code; other threads' states are being deleted
+     * (_PyThreadState_DeleteExcept) and a daemon thread must not read
+     * its own. The finalizing thread keeps a valid state and frame chain
+     * until PyInterpreterState_Delete, which first detaches it (3.12+) or
+     * clears its autoTSS entry (<= 3.11), so the checks above return NULL
+     * from then on.
+     */
+    PyThreadState *finalizing = _PyRuntimeState_GetFinalizing(&_PyRuntime);
+    if (finalizing != NULL && finalizing != tstate) {
+        return NULL;
+    }
+    return tstate;
+}
+
+static inline void
+fill_frame(lg_raw_frame *out, PyCodeObject *code, int instr)
+{
+    out->code = (uintptr_t)code;
+    out->filename = (uintptr_t)code->co_filename;
+#if PY_VERSION_HEX < 0x030A0000
+    out->linetable = (uintptr_t)code->co_lnotab; /* read by 3.9's PyCode_Addr2Line */
+#else
+    out->linetable = (uintptr_t)code->co_linetable;
+#endif
+    out->firstlineno = code->co_firstlineno;
+    out->instr = instr;
+}
+
+/*
+ * Walks the frames of the calling thread, most recent first, in the order
+ * and with the skips of tracemalloc's traceback_get_frames(). `total` NULL:
+ * stop after `max` frames. Only reads: frames are owned by this thread,
+ * which is running this code, so none can be pushed, popped or freed during
+ * the walk.
+ */
+int
+lg_capture_stack(lg_raw_frame *out, int max, uint32_t *total)
+{
+    int n = 0;
+    uint32_t count = 0;
+
+    if (max < 0 || (max > 0 && out == NULL)) {
+        max = 0;
+    }
+    if (total != NULL) {
+        *total = 0;
+    }
+    PyThreadState *tstate = attached_tstate();
+    if (tstate == NULL) {
+        return 0;
+    }
+
+#if PY_VERSION_HEX < 0x030B0000
+    /*
+     * 3.9/3.10: tstate->frame is the executing PyFrameObject, f_back the
+     * caller. tracemalloc walks every frame (PyThreadState_GetFrame /
+     * PyFrame_GetBack, whose reference counting we skip: the chain is held
+     * alive by the running thread). Line: PyFrame_GetLineNumber().
+     */
+    for (PyFrameObject *f = tstate->frame; f != NULL; f = f->f_back) {
+        if (n < max) {
+            int instr;
+#  if PY_VERSION_HEX < 0x030A0000
+            /* 3.9: f_lasti is a byte offset, used as is by PyCode_Addr2Line;
+             * with a tracer (f_trace set) f_lineno wins. */
+            instr = f->f_trace != NULL ? encode_line(f->f_lineno) : f->f_lasti;
+#  else
+            /* 3.10: f_lasti counts code units; PyFrame_GetLineNumber passes
+             * f_lasti * sizeof(_Py_CODEUNIT); f_lineno != 0 wins (set
+             * only while a trace function runs for this frame). */
+            instr = f->f_lineno != 0 ? encode_line(f->f_lineno)
+                                     : f->f_lasti * (int)sizeof(_Py_CODEUNIT);
+#  endif
+            fill_frame(&out[n++], f->f_code, instr);
+        }
+        else if (total == NULL) {
+            break;
+        }
+        if (count < LG_MAX_TOTAL) {
+            count++;
+        }
+        else if (n >= max) {
+            break; /* nothing left to record */
+        }
+    }
+#else
+#  if PY_VERSION_HEX < 0x030D0000
+    /* 3.11/3.12: the chain hangs off the C frame of the running eval loop. */
+    _PyInterpreterFrame *frame =
+        tstate->cframe != NULL ? tstate->cframe->current_frame : NULL;
+#  else
+    /* 3.13: the chain hangs off the thread state. */
+    _PyInterpreterFrame *frame = tstate->current_frame;
+#  endif
+    for (; frame != NULL; frame = frame->previous) {
+#  if PY_VERSION_HEX >= 0x030C0000
+        /*
+         * 3.12+: entry frames pushed by _PyEval_EvalFrameDefault for each C
+         * -> Python call are owned by the C stack and hold a shim code
+         * object. tracemalloc skips them as incomplete (3.13 tests the
+         * owner in _PyFrame_IsIncomplete; 3.12 relies on the trampoline's
+         * trailing RESUME); test the owner here so that holds on both.
+         */
+        if (frame->owner == FRAME_OWNED_BY_CSTACK) {
+            continue;
+        }
+#  endif
+#  if PY_VERSION_HEX >= 0x030D0000
+        /* 3.13: f_executable is a PyObject *; tracemalloc asserts it is code
+         * and _PyFrame_GetCode() casts it. Never cast anything else. */
+        if (!PyCode_Check(frame->f_executable)) {
+            continue;
+        }
+#  endif
+        /*
+         * Frames still running their prologue (before RESUME: COPY_FREE_VARS,
+         * MAKE_CELL, which allocate) are not frames yet for the interpreter:
+         * tracemalloc (gh-100126 in 3.11, _PyFrame_GetFirstComplete since
+         * 3.12) and f_back skip them.
+         */
+        if (_PyFrame_IsIncomplete(frame)) {
+            continue;
+        }
+        if (n < max) {
+            /*
+             * tracemalloc: _PyInterpreterFrame_GetLine (3.11) /
+             * PyUnstable_InterpreterFrame_GetLine (3.12, 3.13), i.e.
+             * PyCode_Addr2Line(code, _PyInterpreterFrame_LASTI(frame) *
+             * sizeof(_Py_CODEUNIT)). LASTI is prev_instr (3.11, 3.12) or
+             * instr_ptr (3.13) minus the start of the code's bytecode.
+             */
+            int instr = _PyInterpreterFrame_LASTI(frame) * (int)sizeof(_Py_CODEUNIT);
+#  if PY_VERSION_HEX < 0x030D0000
+            fill_frame(&out[n++], frame->f_code, instr);
+#  else
+            fill_frame(&out[n++], _PyFrame_GetCode(frame), instr);
+#  endif
+        }
+        else if (total == NULL) {
+            break;
+        }
+        if (count < LG_MAX_TOTAL) {
+            count++;
+        }
+        else if (n >= max) {
+            break; /* nothing left to record */
+        }
+    }
+#endif
+
+    if (total != NULL) {
+        *total = count;
+    }
+    return n;
+}
+
+/*
+ * The line of a captured frame, as tracemalloc computes it: negative
+ * (no line) becomes 0.
+ *
+ * PyCode_Addr2Line only walks the code's line table on every version
+ * (3.9: co_lnotab via PyBytes_Size/PyBytes_AsString, which cannot fail on
+ * the bytes object it always is; 3.10-3.13: _PyCode_CheckLineNumber over
+ * co_linetable): no allocation, no Python code. Checked by disassembly of
+ * 3.9.18, 3.10.13, 3.11.7, 3.12.1 and 3.13.0.
+ */
+int
+lg_frame_lineno(const lg_raw_frame *frame)
+{
+#if PY_VERSION_HEX < 0x030B0000
+    if (frame->instr <= LG_INSTR_LINE_BASE) {
+        return LG_INSTR_LINE_BASE - frame->instr;
+    }
+#endif
+    int lineno = PyCode_Addr2Line((PyCodeObject *)frame->code, frame->instr);
+    return lineno < 0 ? 0 : lineno;
+}
+
+static size_t
+utf8_width(Py_UCS4 ch)
+{
+    return ch < 0x80 ? 1 : ch < 0x800 ? 2 : ch < 0x10000 ? 3 : 4;
+}
+
+static void
+utf8_put(char *dst, Py_UCS4 ch)
+{
+    unsigned char *p = (unsigned char *)dst;
+    if (ch < 0x80) {
+        p[0] = (unsigned char)ch;
+    }
+    else if (ch < 0x800) {
+        p[0] = (unsigned char)(0xC0 | (ch >> 6));
+        p[1] = (unsigned char)(0x80 | (ch & 0x3F));
+    }
+    else if (ch < 0x10000) {
+        p[0] = (unsigned char)(0xE0 | (ch >> 12));
+        p[1] = (unsigned char)(0x80 | ((ch >> 6) & 0x3F));
+        p[2] = (unsigned char)(0x80 | (ch & 0x3F));
+    }
+    else {
+        p[0] = (unsigned char)(0xF0 | (ch >> 18));
+        p[1] = (unsigned char)(0x80 | ((ch >> 12) & 0x3F));
+        p[2] = (unsigned char)(0x80 | ((ch >> 6) & 0x3F));
+        p[3] = (unsigned char)(0x80 | (ch & 0x3F));
+    }
+}
+
+/*
+ * The frame's filename as UTF-8, read from the str's own storage
+ * (PyUnicode_AsUTF8 would allocate and cache a UTF-8 copy). Lone
+ * surrogates (e.g. undecodable bytes of a path, kept by surrogateescape)
+ * have no UTF-8 form: each becomes U+FFFD, so the output is always valid
+ * UTF-8. Characters are never split: when the string does not fit, `buf`
+ * holds a prefix of whole characters and the full length is returned.
+ *
+ * Only macros that read the object: PyUnicode_Check (type flags),
+ * PyUnicode_IS_READY/KIND/DATA/GET_LENGTH/READ (the PEP 393 header).
+ */
+long
+lg_frame_filename(const lg_raw_frame *frame, char *buf, size_t cap)
+{
+    PyObject *str = (PyObject *)frame->filename;
+    if (str == NULL || !PyUnicode_Check(str)) {
+        return -1;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    /* A legacy string not made ready has no PEP 393 data; making it ready
+     * allocates. tracemalloc reports "<unknown>" then, so does the caller. */
+    if (!PyUnicode_IS_READY(str)) {
+        return -1;
+    }
+#endif
+    Py_ssize_t length = PyUnicode_GET_LENGTH(str);
+    const void *data = PyUnicode_DATA(str);
+    if (buf == NULL) {
+        cap = 0;
+    }
+
+    if (PyUnicode_IS_ASCII(str)) {
+        size_t len = (size_t)length;
+        if (cap > 0) {
+            memcpy(buf, data, len <= cap ? len : cap);
+        }
+        return (long)len;
+    }
+
+    int kind = PyUnicode_KIND(str);
+    size_t len = 0;
+    int fits = 1;
+    for (Py_ssize_t i = 0; i < length; i++) {
+        Py_UCS4 ch = PyUnicode_READ(kind, data, i);
+        if (ch >= 0xD800 && ch <= 0xDFFF) {
+            ch = 0xFFFD;
+        }
+        size_t width = utf8_width(ch);
+        if (fits && len + width <= cap) {
+            utf8_put(buf + len, ch);
+        }
+        else {
+            fits = 0;
+        }
+        len += width;
+    }
+    return (long)len;
+}
+
+/*
+ * The address of the memory block holding `obj`, computed exactly as
+ * tracemalloc's get_object_traceback() does, so it is the pointer the
+ * allocator returned (and a hook saw):
+ *   3.9/3.10: objects of GC types are preceded by their PyGC_Head.
+ *   3.11+:    _PyType_PreHeaderSize(): the GC header plus, for types with
+ *             a managed dict (3.11) / managed dict or weakref list (3.12+,
+ *             Py_TPFLAGS_PREHEADER), two pointers before the object.
+ * Like tracemalloc it looks at the type only, not at tp_is_gc: for a static
+ * type object (not heap-allocated) the result is not a traced block.
+ * Reads the type's flags; no allocation, no refcount change.
+ */
+void *
+lg_object_block(void *obj)
+{
+    PyTypeObject *type = Py_TYPE((PyObject *)obj);
+#if PY_VERSION_HEX >= 0x030B0000
+    return (char *)obj - _PyType_PreHeaderSize(type);
+#else
+    return PyType_IS_GC(type) ? (char *)obj - sizeof(PyGC_Head) : obj;
+#endif
+}

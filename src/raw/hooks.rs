@@ -1,0 +1,308 @@
+//! The allocator hooks installed with `PyMem_SetAllocator` on the RAW, MEM
+//! and OBJ domains, and their installation.
+//!
+//! Rules every hook follows (see DESIGN-NOTES):
+//! - the reentrancy guard comes first: a call made while this thread is
+//!   already inside a hook (pymalloc asking RAW for a big block, say) goes
+//!   straight through, uncounted;
+//! - no Python API, no GIL, no refcount, no panic, no allocation through the
+//!   hooked allocators — recording is `tracer::record`, which obeys the same;
+//! - a pointer's trace is removed *before* the underlying `free` (another
+//!   thread may be handed the same address right after);
+//! - the allocator a hook forwards to lives in a static that is written once
+//!   and never freed (`SAVED`), which is what `ctx` points at: a concurrent
+//!   re-installation can never hand a hook a half-written copy.
+
+use super::tracer;
+use pyo3::ffi::{PyMemAllocatorDomain, PyMemAllocatorEx, PyMem_GetAllocator, PyMem_SetAllocator};
+use std::cell::{Cell, UnsafeCell};
+use std::os::raw::c_void;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+thread_local! {
+    /// Whether this thread is inside one of our hooks. `const`, no `Drop`:
+    /// safe to touch during thread teardown.
+    static IN_HOOK: Cell<bool> = const { Cell::new(false) };
+}
+
+const DOMAINS: [PyMemAllocatorDomain; 3] = [
+    PyMemAllocatorDomain::PYMEM_DOMAIN_RAW,
+    PyMemAllocatorDomain::PYMEM_DOMAIN_MEM,
+    PyMemAllocatorDomain::PYMEM_DOMAIN_OBJ,
+];
+
+/// One saved allocator: what a hook forwards to. Written once (before its
+/// address is given to `PyMem_SetAllocator`), never modified or freed after.
+struct Saved(UnsafeCell<PyMemAllocatorEx>);
+
+// SAFETY: each Saved is written only before it is published (while
+// SAVED_COUNT does not yet include it, GIL held) and only read afterwards.
+unsafe impl Sync for Saved {}
+
+const MAX_SAVED: usize = 256;
+static SAVED: [Saved; MAX_SAVED] = [const {
+    Saved(UnsafeCell::new(PyMemAllocatorEx {
+        ctx: std::ptr::null_mut(),
+        malloc: None,
+        calloc: None,
+        realloc: None,
+        free: None,
+    }))
+}; MAX_SAVED];
+/// Number of `SAVED` entries in use. Written with the GIL held.
+static SAVED_COUNT: AtomicUsize = AtomicUsize::new(0);
+/// Per domain: 1 + the `SAVED` index our installed hooks forward to, or 0
+/// when our hooks are not in that domain's chain. Written with the GIL held.
+static INSTALLED: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
+
+#[inline(always)]
+fn saved(ctx: *mut c_void) -> &'static PyMemAllocatorEx {
+    // SAFETY: ctx is always the address of a published SAVED entry (we
+    // install our functions with no other ctx), which is 'static and never
+    // written again.
+    unsafe { &*(ctx as *const PyMemAllocatorEx) }
+}
+
+/// Runs `f` with the reentrancy guard set; returns None if it was set already.
+#[inline(always)]
+fn guarded<R>(f: impl FnOnce() -> R) -> Option<R> {
+    if IN_HOOK.get() {
+        return None;
+    }
+    IN_HOOK.set(true);
+    let r = f();
+    IN_HOOK.set(false);
+    Some(r)
+}
+
+extern "C" fn hook_malloc(ctx: *mut c_void, size: usize) -> *mut c_void {
+    let a = saved(ctx);
+    let Some(malloc) = a.malloc else {
+        return std::ptr::null_mut();
+    };
+    if !tracer::is_tracing_fast() {
+        return malloc(a.ctx, size);
+    }
+    guarded(|| {
+        let p = malloc(a.ctx, size);
+        if !p.is_null() {
+            tracer::record(p as usize, size);
+        }
+        p
+    })
+    .unwrap_or_else(|| malloc(a.ctx, size))
+}
+
+extern "C" fn hook_calloc(ctx: *mut c_void, nelem: usize, elsize: usize) -> *mut c_void {
+    let a = saved(ctx);
+    let Some(calloc) = a.calloc else {
+        return std::ptr::null_mut();
+    };
+    if !tracer::is_tracing_fast() {
+        return calloc(a.ctx, nelem, elsize);
+    }
+    guarded(|| {
+        let p = calloc(a.ctx, nelem, elsize);
+        if !p.is_null() {
+            tracer::record(p as usize, nelem.saturating_mul(elsize));
+        }
+        p
+    })
+    .unwrap_or_else(|| calloc(a.ctx, nelem, elsize))
+}
+
+extern "C" fn hook_realloc(ctx: *mut c_void, ptr: *mut c_void, size: usize) -> *mut c_void {
+    let a = saved(ctx);
+    let Some(realloc) = a.realloc else {
+        return std::ptr::null_mut();
+    };
+    if !tracer::is_tracing_fast() {
+        return realloc(a.ctx, ptr, size);
+    }
+    guarded(|| {
+        // Forget the old block first: once realloc moves it, another thread
+        // may be handed the old address.
+        let old = if ptr.is_null() {
+            None
+        } else {
+            tracer::forget(ptr as usize)
+        };
+        let p = realloc(a.ctx, ptr, size);
+        if p.is_null() {
+            // Failed: the old block is still there, trace and all.
+            if let Some(v) = old {
+                tracer::restore(ptr as usize, v);
+            }
+        } else {
+            tracer::record(p as usize, size);
+        }
+        p
+    })
+    .unwrap_or_else(|| realloc(a.ctx, ptr, size))
+}
+
+extern "C" fn hook_free(ctx: *mut c_void, ptr: *mut c_void) {
+    let a = saved(ctx);
+    let Some(free) = a.free else {
+        return;
+    };
+    if ptr.is_null() || !tracer::is_tracing_fast() {
+        return free(a.ctx, ptr);
+    }
+    if guarded(|| {
+        tracer::forget(ptr as usize);
+        free(a.ctx, ptr);
+    })
+    .is_none()
+    {
+        free(a.ctx, ptr);
+    }
+}
+
+fn current(domain: PyMemAllocatorDomain) -> PyMemAllocatorEx {
+    let mut a = PyMemAllocatorEx {
+        ctx: std::ptr::null_mut(),
+        malloc: None,
+        calloc: None,
+        realloc: None,
+        free: None,
+    };
+    // SAFETY: PyMem_GetAllocator only writes the struct we pass; GIL held.
+    unsafe { PyMem_GetAllocator(domain, &mut a) };
+    a
+}
+
+/// An allocator's functions as addresses. Comparing addresses is what we
+/// mean: "is this the very function we installed / saved".
+fn addresses(a: &PyMemAllocatorEx) -> [usize; 5] {
+    [
+        a.ctx as usize,
+        a.malloc.map_or(0, |f| f as usize),
+        a.calloc.map_or(0, |f| f as usize),
+        a.realloc.map_or(0, |f| f as usize),
+        a.free.map_or(0, |f| f as usize),
+    ]
+}
+
+fn is_ours(a: &PyMemAllocatorEx) -> bool {
+    addresses(a)[1] == hook_malloc as *const () as usize
+}
+
+fn same(a: &PyMemAllocatorEx, b: &PyMemAllocatorEx) -> bool {
+    addresses(a) == addresses(b)
+}
+
+/// Stores `a` in a `SAVED` slot (reusing an identical one) and returns its index.
+fn save(a: PyMemAllocatorEx) -> Option<usize> {
+    let n = SAVED_COUNT.load(Ordering::Acquire);
+    for (i, s) in SAVED[..n].iter().enumerate() {
+        // SAFETY: published entries are never written again.
+        if same(unsafe { &*s.0.get() }, &a) {
+            return Some(i);
+        }
+    }
+    if n == MAX_SAVED {
+        return None;
+    }
+    // SAFETY: entry `n` is not published yet (SAVED_COUNT == n) and only
+    // GIL holders reach this function, so nobody else reads or writes it.
+    unsafe { *SAVED[n].0.get() = a };
+    SAVED_COUNT.store(n + 1, Ordering::Release);
+    Some(n)
+}
+
+/// Why the hooks could not be installed.
+#[derive(Debug)]
+pub enum InstallError {
+    /// The allocators were replaced more times than leakguard can remember.
+    TooManyAllocatorChanges,
+}
+
+/// Where our hooks stand in each domain's chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Position {
+    /// Not installed.
+    Absent,
+    /// Installed and on top (what `PyMem_GetAllocator` returns).
+    OnTop,
+    /// Installed but someone (e.g. stdlib tracemalloc) hooked on top of us,
+    /// or removed us without telling us.
+    Covered,
+}
+
+pub fn position() -> Position {
+    let mut pos = Position::Absent;
+    for (i, d) in DOMAINS.iter().enumerate() {
+        if INSTALLED[i].load(Ordering::Relaxed) == 0 {
+            continue;
+        }
+        if is_ours(&current(*d)) {
+            pos = Position::OnTop;
+        } else {
+            return Position::Covered;
+        }
+    }
+    pos
+}
+
+/// Installs our hooks on top of each domain's current allocator, where they
+/// are not installed already. GIL held.
+pub fn install() -> Result<(), InstallError> {
+    for (i, d) in DOMAINS.iter().enumerate() {
+        if INSTALLED[i].load(Ordering::Relaxed) != 0 {
+            continue;
+        }
+        let cur = current(*d);
+        if is_ours(&cur) {
+            // Our hooks are already on top (e.g. restored by a tracer that
+            // had covered them): adopt that installation.
+            let idx = (cur.ctx as usize - SAVED.as_ptr() as usize) / std::mem::size_of::<Saved>();
+            INSTALLED[i].store(idx + 1, Ordering::Relaxed);
+            continue;
+        }
+        let idx = save(cur).ok_or(InstallError::TooManyAllocatorChanges)?;
+        let mut ours = PyMemAllocatorEx {
+            ctx: SAVED[idx].0.get().cast(),
+            malloc: Some(hook_malloc),
+            calloc: Some(hook_calloc),
+            realloc: Some(hook_realloc),
+            free: Some(hook_free),
+        };
+        // SAFETY: GIL held; `ours` points at 'static functions and a
+        // published, never-freed SAVED entry.
+        unsafe { PyMem_SetAllocator(*d, &mut ours) };
+        INSTALLED[i].store(idx + 1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Removes our hooks where they are on top, restoring what they forwarded
+/// to. Where someone hooked on top of us, our hooks stay in the chain and,
+/// with tracing off, only forward. GIL held.
+pub fn uninstall() {
+    for (i, d) in DOMAINS.iter().enumerate() {
+        let slot = INSTALLED[i].load(Ordering::Relaxed);
+        if slot == 0 {
+            continue;
+        }
+        let cur = current(*d);
+        if is_ours(&cur) && cur.ctx == SAVED[slot - 1].0.get().cast() {
+            // SAFETY: published entries are never written again.
+            let mut orig = unsafe { *SAVED[slot - 1].0.get() };
+            // SAFETY: GIL held; restoring the allocator we replaced.
+            unsafe { PyMem_SetAllocator(*d, &mut orig) };
+            INSTALLED[i].store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Forgets that our hooks are installed where they are not on top: used
+/// when a foreign tracer that we covered was stopped and restored the
+/// allocators it had saved, cutting us out of the chain.
+pub fn forget_covered() {
+    for (i, d) in DOMAINS.iter().enumerate() {
+        if INSTALLED[i].load(Ordering::Relaxed) != 0 && !is_ours(&current(*d)) {
+            INSTALLED[i].store(0, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! The unsafe core. Every `unsafe fn` documents its contract in a `# Safety`
+//! section and every `unsafe` block cites the invariant it relies on.
+//!
+//! - `mem`      — memory that never comes from the hooked allocators (`mmap`).
+//! - `table`    — the lock-free pointer → (size, traceback) table.
+//! - `intern`   — append-only, lock-free-read interning of tracebacks.
+//! - `cpython`  — (python feature) FFI to the C shim that reads frames.
+//! - `hooks`    — (python feature) the `PyMem_SetAllocator` hooks.
+
+pub mod intern;
+pub mod mem;
+pub mod table;
+
+#[cfg(feature = "python")]
+pub mod tracer;
+
+#[cfg(feature = "python")]
+pub mod cpython;
+#[cfg(feature = "python")]
+pub mod hooks;

@@ -1,0 +1,701 @@
+//! The trace table: pointer → (size, traceback id) for every live traced block.
+//!
+//! Called from the allocator hooks, including RAW-domain calls from threads
+//! that hold no GIL, so it is built on these facts:
+//!
+//! - At most one operation per pointer is in flight: the allocator cannot hand
+//!   out `p` again before `p` is freed. So a slot needs no lock: an insert
+//!   claims a free slot with one CAS, writes the value, then publishes the key
+//!   with release ordering; a remove finds the key and marks a tombstone.
+//! - The table is split into [`SHARDS`] open-addressing shards (linear probing,
+//!   16-byte slots). Normal operations on a shard never wait for each other;
+//!   they only announce themselves on the shard's *gate* (an in-flight count).
+//!   Growing a shard (rare, amortised) takes the gate exclusively: it waits
+//!   for in-flight operations to drain, rehashes, and lets them in again.
+//! - All memory comes from `mmap` (see `mem.rs`), never from the hooked
+//!   allocators; nothing here allocates, panics or calls Python.
+
+use super::mem::MappedArray;
+use std::hint::spin_loop;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+/// Number of shards (a power of two).
+pub const SHARDS: usize = 64;
+const SHARD_BITS: u32 = SHARDS.trailing_zeros();
+/// Smallest shard capacity (slots). 64 shards × 512 slots × 16 bytes = 512 KiB.
+const MIN_CAPACITY: usize = 512;
+
+const EMPTY: usize = 0;
+const TOMBSTONE: usize = 1;
+const RESERVED: usize = 2;
+/// Keys below this are slot states, never pointers (no allocator returns them).
+const FIRST_KEY: usize = 16;
+
+/// Largest block size a slot can record (1 TiB − 1); larger sizes saturate.
+pub const MAX_SIZE: u64 = (1 << 40) - 1;
+/// Largest traceback id a slot can record.
+pub const MAX_TRACEBACK: u32 = (1 << 24) - 1;
+
+/// The value stored for a live block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceValue {
+    pub size: u64,
+    pub traceback: u32,
+}
+
+impl TraceValue {
+    fn pack(self) -> u64 {
+        (self.size.min(MAX_SIZE) << 24) | u64::from(self.traceback.min(MAX_TRACEBACK))
+    }
+    fn unpack(v: u64) -> Self {
+        TraceValue {
+            size: v >> 24,
+            traceback: (v & u64::from(MAX_TRACEBACK)) as u32,
+        }
+    }
+}
+
+#[repr(C)]
+struct Slot {
+    key: AtomicUsize,
+    value: AtomicU64,
+}
+
+/// Gate bit: an exclusive operation (grow, clear) owns the shard.
+const EXCLUSIVE: u64 = 1 << 63;
+
+#[repr(align(128))]
+struct Shard {
+    /// `EXCLUSIVE` | number of operations in flight.
+    gate: AtomicU64,
+    /// The slot array; replaced only while the gate is held exclusively.
+    slots: AtomicPtr<Slot>,
+    /// log2 of the capacity, 0 when no array is allocated yet.
+    /// Changed only under the exclusive gate, like `slots`.
+    cap_bits: AtomicUsize,
+    /// Slots that are not EMPTY (live, reserved or tombstones).
+    used: AtomicUsize,
+}
+
+/// What an insert did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inserted {
+    New,
+    /// The key was already present (its free was never seen); the old value
+    /// was replaced and is returned so counters can be corrected.
+    Replaced(TraceValue),
+    /// No memory could be mapped for the table: the block is not traced.
+    Lost,
+}
+
+fn spin_wait(round: &mut u32) {
+    *round += 1;
+    if *round < 64 {
+        spin_loop();
+    } else {
+        // Another thread holds what we wait for and may be descheduled
+        // (2-core machines): give it the CPU. sched_yield never allocates.
+        std::thread::yield_now();
+    }
+}
+
+/// A minimal test-and-set lock for rare, short sections (growing a shard,
+/// clearing, fork). It never allocates, so it can be taken inside a hook.
+pub struct SpinLock {
+    locked: AtomicBool,
+}
+
+impl SpinLock {
+    pub const fn new() -> Self {
+        SpinLock {
+            locked: AtomicBool::new(false),
+        }
+    }
+    pub fn lock(&self) {
+        let mut round = 0;
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            spin_wait(&mut round);
+        }
+    }
+    pub fn unlock(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+    /// Forget a holder: only for a forked child, where the holder is gone.
+    fn reset(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+}
+
+impl Default for SpinLock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shard {
+    const fn new() -> Self {
+        Shard {
+            gate: AtomicU64::new(0),
+            slots: AtomicPtr::new(std::ptr::null_mut()),
+            cap_bits: AtomicUsize::new(0),
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    fn enter(&self) {
+        let mut round = 0;
+        loop {
+            let g = self.gate.fetch_add(1, Ordering::Acquire);
+            if g & EXCLUSIVE == 0 {
+                return;
+            }
+            self.gate.fetch_sub(1, Ordering::Relaxed);
+            while self.gate.load(Ordering::Relaxed) & EXCLUSIVE != 0 {
+                spin_wait(&mut round);
+            }
+        }
+    }
+
+    fn leave(&self) {
+        self.gate.fetch_sub(1, Ordering::Release);
+    }
+
+    /// Caller holds the table's `exclusive` lock, so no other thread races
+    /// for the EXCLUSIVE bit.
+    fn lock_exclusive(&self) {
+        self.gate.fetch_or(EXCLUSIVE, Ordering::Acquire);
+        let mut round = 0;
+        while self.gate.load(Ordering::Acquire) & !EXCLUSIVE != 0 {
+            spin_wait(&mut round);
+        }
+    }
+
+    fn unlock_exclusive(&self) {
+        self.gate.fetch_and(!EXCLUSIVE, Ordering::Release);
+    }
+
+    /// The current slot array. Stable while the caller is inside the gate.
+    fn slots(&self) -> &[Slot] {
+        let bits = self.cap_bits.load(Ordering::Relaxed);
+        let ptr = self.slots.load(Ordering::Relaxed);
+        if bits == 0 || ptr.is_null() {
+            return &[];
+        }
+        // SAFETY: `slots`/`cap_bits` describe a live mapping of 2^bits
+        // slots; they change only under the exclusive gate, which cannot be
+        // held while the caller is inside the gate (enter/leave bracket every
+        // call), and the gate's Acquire/Release orders the publication.
+        unsafe { std::slice::from_raw_parts(ptr, 1 << bits) }
+    }
+
+    /// Replaces the slot array (exclusive gate held). Frees the old array.
+    fn replace_slots(&self, new: Option<MappedArray<Slot>>) {
+        let old_bits = self.cap_bits.load(Ordering::Relaxed);
+        let old_ptr = self.slots.load(Ordering::Relaxed);
+        match new {
+            Some(arr) => {
+                let bits = arr.len().trailing_zeros() as usize;
+                let (ptr, _) = arr.into_raw();
+                self.slots.store(ptr.as_ptr(), Ordering::Relaxed);
+                self.cap_bits.store(bits, Ordering::Relaxed);
+            }
+            None => {
+                self.slots.store(std::ptr::null_mut(), Ordering::Relaxed);
+                self.cap_bits.store(0, Ordering::Relaxed);
+            }
+        }
+        if let Some(p) = std::ptr::NonNull::new(old_ptr) {
+            if old_bits != 0 {
+                // SAFETY: the old array came from `MappedArray::into_raw` with
+                // 2^old_bits slots; the exclusive gate guarantees nobody is
+                // reading it, and it is no longer reachable from the shard.
+                drop(unsafe { MappedArray::from_raw(p, 1 << old_bits) });
+            }
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        match self.cap_bits.load(Ordering::Relaxed) {
+            0 => 0,
+            b => 1 << b,
+        }
+    }
+}
+
+#[inline]
+fn hash(key: usize) -> u64 {
+    // Fibonacci hashing of the pointer without its always-zero low bits.
+    ((key as u64) >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+#[inline]
+fn shard_of(h: u64) -> usize {
+    (h >> (64 - SHARD_BITS)) as usize
+}
+
+#[inline]
+fn home_slot(h: u64, cap_bits: usize) -> usize {
+    ((h << SHARD_BITS) >> (64 - cap_bits as u32)) as usize
+}
+
+/// The lock-free pointer → [`TraceValue`] table.
+pub struct TraceTable {
+    shards: [Shard; SHARDS],
+    /// Serialises exclusive operations (grow, clear) and fork.
+    exclusive: SpinLock,
+}
+
+impl Default for TraceTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TraceTable {
+    pub const fn new() -> Self {
+        TraceTable {
+            shards: [const { Shard::new() }; SHARDS],
+            exclusive: SpinLock::new(),
+        }
+    }
+
+    /// Records `key` → `value`. `key` must be a real pointer (≥ 16).
+    pub fn insert(&self, key: usize, value: TraceValue) -> Inserted {
+        self.insert_with(key, || Some(value))
+    }
+
+    /// Records `key` → `make()`, calling `make` inside the shard's gate, so
+    /// that an exclusive operation (such as clearing the tracer's other
+    /// tables) cannot run while `make` does. `make` returning `None` records
+    /// nothing (and the result is `Lost`).
+    pub fn insert_with(&self, key: usize, make: impl FnOnce() -> Option<TraceValue>) -> Inserted {
+        if key < FIRST_KEY {
+            return Inserted::Lost;
+        }
+        let h = hash(key);
+        let shard = &self.shards[shard_of(h)];
+        shard.enter();
+        let Some(value) = make() else {
+            shard.leave();
+            return Inserted::Lost;
+        };
+        let packed = value.pack();
+        loop {
+            let r = Self::try_insert(shard, h, key, packed);
+            shard.leave();
+            match r {
+                Some(r) => return r,
+                None => {
+                    if !self.grow(shard) {
+                        return Inserted::Lost;
+                    }
+                    shard.enter();
+                }
+            }
+        }
+    }
+
+    /// `None` means the shard is too full: grow it and retry.
+    fn try_insert(shard: &Shard, h: u64, key: usize, packed: u64) -> Option<Inserted> {
+        let slots = shard.slots();
+        let cap = slots.len();
+        if cap == 0 || shard.used.load(Ordering::Relaxed) * 4 >= cap * 3 {
+            return None;
+        }
+        let mask = cap - 1;
+        let mut i = home_slot(h, shard.cap_bits.load(Ordering::Relaxed));
+        let mut tombstone: Option<usize> = None;
+        let mut probes = 0;
+        while probes < cap {
+            let slot = &slots[i];
+            let k = slot.key.load(Ordering::Acquire);
+            if k == key {
+                let old = slot.value.swap(packed, Ordering::AcqRel);
+                return Some(Inserted::Replaced(TraceValue::unpack(old)));
+            }
+            if k == EMPTY {
+                // The key is absent. Prefer reusing the first tombstone seen.
+                if let Some(t) = tombstone {
+                    let ts = &slots[t];
+                    if ts
+                        .key
+                        .compare_exchange(TOMBSTONE, RESERVED, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        ts.value.store(packed, Ordering::Relaxed);
+                        ts.key.store(key, Ordering::Release);
+                        return Some(Inserted::New);
+                    }
+                    tombstone = None;
+                }
+                if slot
+                    .key
+                    .compare_exchange(EMPTY, RESERVED, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    shard.used.fetch_add(1, Ordering::Relaxed);
+                    slot.value.store(packed, Ordering::Relaxed);
+                    slot.key.store(key, Ordering::Release);
+                    return Some(Inserted::New);
+                }
+                // Lost the race for this slot: look at it again.
+                continue;
+            }
+            if k == TOMBSTONE && tombstone.is_none() {
+                tombstone = Some(i);
+            }
+            i = (i + 1) & mask;
+            probes += 1;
+        }
+        None
+    }
+
+    /// Forgets `key`, returning its value if it was traced.
+    pub fn remove(&self, key: usize) -> Option<TraceValue> {
+        self.find(key, true)
+    }
+
+    /// The value of `key`, if traced.
+    pub fn get(&self, key: usize) -> Option<TraceValue> {
+        self.find(key, false)
+    }
+
+    fn find(&self, key: usize, remove: bool) -> Option<TraceValue> {
+        if key < FIRST_KEY {
+            return None;
+        }
+        let h = hash(key);
+        let shard = &self.shards[shard_of(h)];
+        shard.enter();
+        let slots = shard.slots();
+        let mut found = None;
+        if !slots.is_empty() {
+            let mask = slots.len() - 1;
+            let mut i = home_slot(h, shard.cap_bits.load(Ordering::Relaxed));
+            for _ in 0..slots.len() {
+                let slot = &slots[i];
+                let k = slot.key.load(Ordering::Acquire);
+                if k == key {
+                    let v = slot.value.load(Ordering::Acquire);
+                    if remove {
+                        slot.key.store(TOMBSTONE, Ordering::Release);
+                    }
+                    found = Some(TraceValue::unpack(v));
+                    break;
+                }
+                if k == EMPTY {
+                    break;
+                }
+                i = (i + 1) & mask;
+            }
+        }
+        shard.leave();
+        found
+    }
+
+    /// Grows (or cleans) a full shard. Returns false if memory ran out.
+    fn grow(&self, shard: &Shard) -> bool {
+        self.exclusive.lock();
+        shard.lock_exclusive();
+        let ok = Self::rehash(shard);
+        shard.unlock_exclusive();
+        self.exclusive.unlock();
+        ok
+    }
+
+    /// Exclusive gate held.
+    fn rehash(shard: &Shard) -> bool {
+        let old = shard.slots();
+        let cap = old.len();
+        if cap != 0 && shard.used.load(Ordering::Relaxed) * 4 < cap * 3 {
+            return true; // someone else grew it meanwhile
+        }
+        let live = old
+            .iter()
+            .filter(|s| s.key.load(Ordering::Relaxed) >= FIRST_KEY)
+            .count();
+        // Aim for a load of at most 3/8 after the rehash, so the shard takes
+        // as many inserts again before its next rehash.
+        let want = ((live + 1) * 8 / 3).next_power_of_two().max(MIN_CAPACITY);
+        // SAFETY: Slot is two atomics, valid when zeroed (EMPTY, value 0).
+        let Some(new) = (unsafe { MappedArray::<Slot>::zeroed(want) }) else {
+            return false;
+        };
+        let bits = want.trailing_zeros() as usize;
+        let mask = want - 1;
+        for s in old {
+            let k = s.key.load(Ordering::Relaxed);
+            if k < FIRST_KEY {
+                continue;
+            }
+            let mut i = home_slot(hash(k), bits);
+            while new[i].key.load(Ordering::Relaxed) != EMPTY {
+                i = (i + 1) & mask;
+            }
+            new[i]
+                .value
+                .store(s.value.load(Ordering::Relaxed), Ordering::Relaxed);
+            new[i].key.store(k, Ordering::Relaxed);
+        }
+        shard.used.store(live, Ordering::Relaxed);
+        shard.replace_slots(Some(new));
+        true
+    }
+
+    /// Calls `f(key, value)` for every live entry. Each shard is read while
+    /// other threads keep inserting and removing; every entry reported was
+    /// live at the moment its slot was read, with its own value.
+    pub fn for_each(&self, mut f: impl FnMut(usize, TraceValue)) {
+        for shard in &self.shards {
+            shard.enter();
+            for slot in shard.slots() {
+                let k = slot.key.load(Ordering::Acquire);
+                if k < FIRST_KEY {
+                    continue;
+                }
+                let v = slot.value.load(Ordering::Acquire);
+                // A changed key means the value may belong to a newer entry.
+                if slot.key.load(Ordering::Acquire) == k {
+                    f(k, TraceValue::unpack(v));
+                }
+            }
+            shard.leave();
+        }
+    }
+
+    /// Takes every shard exclusively: no operation is in flight until the
+    /// guard is dropped (other threads' operations wait at the gates).
+    pub fn quiesce(&self) -> Quiesced<'_> {
+        self.exclusive.lock();
+        for shard in &self.shards {
+            shard.lock_exclusive();
+        }
+        Quiesced { table: self }
+    }
+
+    /// Bytes of slot arrays currently mapped.
+    pub fn memory(&self) -> usize {
+        self.shards.iter().map(|s| s.capacity() * 16).sum()
+    }
+
+    /// Number of live entries (exact when nothing is in flight).
+    pub fn len(&self) -> usize {
+        let mut n = 0;
+        self.for_each(|_, _| n += 1);
+        n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `pthread_atfork` prepare: no exclusive operation may be half done
+    /// when the process forks.
+    pub fn before_fork(&self) {
+        self.exclusive.lock();
+    }
+
+    pub fn after_fork_parent(&self) {
+        self.exclusive.unlock();
+    }
+
+    /// In the child only the forking thread exists: operations other threads
+    /// had in flight will never leave their gates, so forget them.
+    pub fn after_fork_child(&self) {
+        for shard in &self.shards {
+            shard.gate.store(0, Ordering::Release);
+        }
+        self.exclusive.reset();
+    }
+}
+
+/// Every shard of a [`TraceTable`] held exclusively.
+pub struct Quiesced<'a> {
+    table: &'a TraceTable,
+}
+
+impl Quiesced<'_> {
+    /// Calls `f(key, value)` for every live entry; exact, since nothing is
+    /// in flight.
+    pub fn for_each(&self, mut f: impl FnMut(usize, TraceValue)) {
+        for shard in &self.table.shards {
+            for slot in shard.slots() {
+                let k = slot.key.load(Ordering::Acquire);
+                if k >= FIRST_KEY {
+                    f(k, TraceValue::unpack(slot.value.load(Ordering::Acquire)));
+                }
+            }
+        }
+    }
+
+    /// Drops every entry and returns the slot memory to the kernel.
+    pub fn clear(&self) {
+        for shard in &self.table.shards {
+            shard.replace_slots(None);
+            shard.used.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Quiesced<'_> {
+    fn drop(&mut self) {
+        for shard in &self.table.shards {
+            shard.unlock_exclusive();
+        }
+        self.table.exclusive.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    fn v(size: u64, tb: u32) -> TraceValue {
+        TraceValue {
+            size,
+            traceback: tb,
+        }
+    }
+
+    #[test]
+    fn insert_get_remove() {
+        let t = TraceTable::new();
+        assert_eq!(t.get(0x1000), None);
+        assert_eq!(t.insert(0x1000, v(10, 1)), Inserted::New);
+        assert_eq!(t.get(0x1000), Some(v(10, 1)));
+        assert_eq!(t.insert(0x1000, v(20, 2)), Inserted::Replaced(v(10, 1)));
+        assert_eq!(t.remove(0x1000), Some(v(20, 2)));
+        assert_eq!(t.remove(0x1000), None);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn values_saturate_instead_of_wrapping() {
+        let t = TraceTable::new();
+        t.insert(0x2000, v(u64::MAX, u32::MAX));
+        assert_eq!(t.get(0x2000), Some(v(MAX_SIZE, MAX_TRACEBACK)));
+    }
+
+    #[test]
+    fn grows_and_keeps_everything_against_a_model() {
+        let t = TraceTable::new();
+        let mut model = HashMap::new();
+        let mut x: u64 = 0x1234_5678;
+        for round in 0..200_000u64 {
+            // xorshift: deterministic pseudo-random pointers, 16-aligned.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let key = ((x % 50_000) as usize + 1) * 16;
+            if round % 3 == 0 {
+                assert_eq!(t.remove(key), model.remove(&key), "remove {key:#x}");
+            } else {
+                let val = v(round, (round % 1000) as u32);
+                let expect = match model.insert(key, val) {
+                    Some(old) => Inserted::Replaced(old),
+                    None => Inserted::New,
+                };
+                assert_eq!(t.insert(key, val), expect);
+            }
+        }
+        let mut seen = HashMap::new();
+        t.for_each(|k, val| {
+            assert!(seen.insert(k, val).is_none(), "duplicate key {k:#x}");
+        });
+        assert_eq!(seen, model);
+        // Slots stay within a small multiple of what is live.
+        assert!(t.memory() <= 16 * 8 * model.len().max(MIN_CAPACITY * SHARDS));
+    }
+
+    #[test]
+    fn clear_empties_and_frees() {
+        let t = TraceTable::new();
+        for i in 1..10_000usize {
+            t.insert(i * 16, v(1, 0));
+        }
+        assert!(t.memory() > 0);
+        t.quiesce().clear();
+        assert_eq!(t.memory(), 0);
+        assert!(t.is_empty());
+        t.insert(0x100, v(3, 3));
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn concurrent_threads_never_lose_or_duplicate() {
+        let t = Arc::new(TraceTable::new());
+        let threads: Vec<_> = (0..8usize)
+            .map(|tid| {
+                let t = Arc::clone(&t);
+                std::thread::spawn(move || {
+                    // Each thread owns its keys (as an allocator guarantees),
+                    // keeps the even ones and frees the odd ones.
+                    for i in 0..40_000usize {
+                        let key = (tid << 40) | ((i + 1) << 4);
+                        t.insert(key, v(i as u64, tid as u32));
+                        if i % 2 == 1 {
+                            assert_eq!(t.remove(key), Some(v(i as u64, tid as u32)));
+                        }
+                    }
+                })
+            })
+            .collect();
+        // Meanwhile, read the table over and over.
+        let reader = {
+            let t = Arc::clone(&t);
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    t.for_each(|k, val| assert_eq!(val.traceback as usize, k >> 40));
+                }
+            })
+        };
+        for th in threads {
+            th.join().unwrap();
+        }
+        reader.join().unwrap();
+        let mut total = 0u64;
+        let mut n = 0;
+        t.for_each(|k, val| {
+            assert_eq!((k >> 4) & 1, 1, "only even i (odd key index) stay");
+            total += val.size;
+            n += 1;
+        });
+        assert_eq!(n, 8 * 20_000);
+        let per_thread: u64 = (0..40_000u64).step_by(2).sum();
+        assert_eq!(total, 8 * per_thread);
+    }
+
+    #[test]
+    fn clear_while_threads_insert_is_safe() {
+        let t = Arc::new(TraceTable::new());
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers: Vec<_> = (0..4usize)
+            .map(|tid| {
+                let (t, stop) = (Arc::clone(&t), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    let mut i = 0usize;
+                    while !stop.load(Ordering::Relaxed) {
+                        i += 1;
+                        let key = (tid << 40) | ((i % 100_000 + 1) << 4);
+                        t.insert(key, v(1, 0));
+                        t.remove(key);
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..200 {
+            t.quiesce().clear();
+        }
+        stop.store(true, Ordering::Relaxed);
+        for w in workers {
+            w.join().unwrap();
+        }
+        t.for_each(|_, _| {});
+    }
+}

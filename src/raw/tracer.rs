@@ -1,0 +1,517 @@
+//! The tracer: what happens to an allocation once the hook has decided to
+//! trace it — capture the stack, intern it, record the block — and the reads
+//! the Python API makes of that state (counters, snapshots, object lookups).
+//!
+//! Shared state is all in statics that are never freed; each says what
+//! protects it. The record path takes no lock in the common case (a traceback
+//! seen before), never allocates through the hooked allocators, never calls
+//! Python and never panics.
+
+use super::cpython::{self, RawFrame};
+use super::intern::{hash_bytes, hash_words, InternSet};
+use super::mem;
+use super::table::{Inserted, TraceTable, TraceValue, MAX_TRACEBACK};
+use crate::snapshot::{SnapshotBuilder, SnapshotData};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+/// Whether allocations are recorded. Written with the GIL held (start/stop);
+/// read by every hook. A hook that saw `true` re-checks it inside the trace
+/// table's gate, which `stop` holds exclusively while it clears.
+static TRACING: AtomicBool = AtomicBool::new(false);
+/// Frames kept per traceback (1..=65535). Written by `start` with the GIL held.
+static NFRAME: AtomicU32 = AtomicU32::new(1);
+/// Traced bytes now and at the peak. Atomic counters, updated by every hook.
+static CURRENT: AtomicU64 = AtomicU64::new(0);
+static PEAK: AtomicU64 = AtomicU64::new(0);
+
+/// Every live traced block. Lock-free (see table.rs).
+static TRACES: TraceTable = TraceTable::new();
+/// Filenames (UTF-8 bytes) → id.
+static FILENAMES: InternSet = InternSet::new(u32::MAX);
+/// One raw frame (code, line table, …, instruction) → `filename_id << 32 | lineno`:
+/// resolving a line is the costly step, done once per distinct frame.
+static FRAMES: InternSet = InternSet::new(u32::MAX);
+/// A resolved traceback (`[total, n, (filename, lineno)…]`) → id: the id
+/// stored in the trace table and shown to Python.
+static TRACEBACKS: InternSet = InternSet::new(MAX_TRACEBACK);
+/// A raw traceback (`[total, n, raw frames…]`) → resolved traceback id: the
+/// hot-path cache that makes a known stack cost one hash and one probe.
+static RAW_TRACEBACKS: InternSet = InternSet::new(u32::MAX);
+
+/// Traceback ids of the two tracebacks that are not stacks.
+static UNKNOWN_TB: AtomicU32 = AtomicU32::new(0);
+static OVERFLOW_TB: AtomicU32 = AtomicU32::new(0);
+
+/// Filename used for frames whose filename is not a str, and for the empty
+/// traceback (what tracemalloc reports for allocations outside Python code).
+pub const UNKNOWN_FILENAME: &str = "<unknown>";
+const OVERFLOW_FILENAME: &str = "<leakguard: traceback table full>";
+
+/// Stack buffer size for captures; deeper limits use the shared big buffer.
+const STACK_FRAMES: usize = 128;
+
+pub fn is_tracing() -> bool {
+    TRACING.load(Ordering::Acquire)
+}
+
+/// The hooks' first test. Relaxed: a stale answer only means one allocation
+/// more or less at the very moment tracing starts or stops; `record`
+/// re-checks inside the table's gate.
+#[inline(always)]
+pub fn is_tracing_fast() -> bool {
+    TRACING.load(Ordering::Relaxed)
+}
+
+pub fn traceback_limit() -> u32 {
+    NFRAME.load(Ordering::Relaxed)
+}
+
+/// Errors of `start`.
+#[derive(Debug)]
+pub enum StartError {
+    OutOfMemory,
+}
+
+/// Starts recording with `nframe` frames per traceback (1..=65535).
+/// GIL held.
+pub fn start(nframe: u32) -> Result<(), StartError> {
+    if TRACING.load(Ordering::Acquire) {
+        // Restarting with another limit: like tracemalloc, keep the traces.
+        NFRAME.store(nframe, Ordering::Relaxed);
+        return Ok(());
+    }
+    NFRAME.store(nframe, Ordering::Relaxed);
+    install_fork_handlers();
+    let unknown = intern_resolved(1, &[(intern_filename(UNKNOWN_FILENAME.as_bytes()), 0)]);
+    let overflow = intern_resolved(1, &[(intern_filename(OVERFLOW_FILENAME.as_bytes()), 0)]);
+    match (unknown, overflow) {
+        (Some(u), Some(o)) => {
+            UNKNOWN_TB.store(u, Ordering::Relaxed);
+            OVERFLOW_TB.store(o, Ordering::Relaxed);
+        }
+        _ => return Err(StartError::OutOfMemory),
+    }
+    CURRENT.store(0, Ordering::Relaxed);
+    PEAK.store(0, Ordering::Relaxed);
+    TRACING.store(true, Ordering::Release);
+    Ok(())
+}
+
+/// Stops recording and forgets every trace and traceback. GIL held.
+pub fn stop() {
+    TRACING.store(false, Ordering::Release);
+    clear_all(true);
+}
+
+/// Forgets every trace (and, with `interned`, every traceback too).
+/// GIL held.
+pub fn clear_all(interned: bool) {
+    // Every hook records inside a trace-table gate; holding all gates means
+    // none is half-way through interning or recording.
+    let quiet = TRACES.quiesce();
+    quiet.clear();
+    if interned {
+        // SAFETY: all gates are held: no hook is reading or inserting, and a
+        // hook that enters later sees TRACING == false and touches nothing.
+        unsafe {
+            RAW_TRACEBACKS.reset();
+            TRACEBACKS.reset();
+            FRAMES.reset();
+            FILENAMES.reset();
+        }
+    }
+    CURRENT.store(0, Ordering::Relaxed);
+    PEAK.store(0, Ordering::Relaxed);
+    drop(quiet);
+}
+
+pub fn clear_traces() {
+    clear_all(false);
+}
+
+/// `(current, peak)` traced bytes; `(0, 0)` when not tracing.
+pub fn traced_memory() -> (u64, u64) {
+    if !is_tracing() {
+        return (0, 0);
+    }
+    let cur = CURRENT.load(Ordering::Relaxed);
+    (cur, PEAK.load(Ordering::Relaxed).max(cur))
+}
+
+/// `(current, sum of the sizes in the table)`, read with every hook held at
+/// the gates so both are exact at the same instant. They must be equal.
+pub fn consistency() -> (u64, u64) {
+    let quiet = TRACES.quiesce();
+    let current = CURRENT.load(Ordering::Relaxed);
+    let mut sum = 0u64;
+    quiet.for_each(|_, v| sum += v.size);
+    drop(quiet);
+    (current, sum)
+}
+
+pub fn reset_peak() {
+    PEAK.store(CURRENT.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
+/// Bytes the tracer itself holds (all of it is mapped by `mem`).
+pub fn tracer_memory() -> usize {
+    mem::mapped_bytes()
+}
+
+// ---------------------------------------------------------------------------
+// The record path (called by the hooks).
+
+/// Records a new block. Called after the underlying allocator returned `ptr`.
+pub fn record(ptr: usize, size: usize) {
+    let mut value = None;
+    let inserted = TRACES.insert_with(ptr, || {
+        // Inside the gate: `stop` cannot clear the interning tables under us.
+        if !TRACING.load(Ordering::Acquire) {
+            return None;
+        }
+        let tb = capture_traceback();
+        let v = TraceValue {
+            size: size as u64,
+            traceback: tb,
+        };
+        value = Some(v);
+        Some(v)
+    });
+    let Some(v) = value else { return };
+    match inserted {
+        Inserted::New => add_bytes(v.size),
+        Inserted::Replaced(old) => {
+            CURRENT.fetch_sub(old.size, Ordering::Relaxed);
+            add_bytes(v.size);
+        }
+        Inserted::Lost => {}
+    }
+}
+
+fn add_bytes(size: u64) {
+    let now = CURRENT.fetch_add(size, Ordering::Relaxed) + size;
+    if now > PEAK.load(Ordering::Relaxed) {
+        PEAK.fetch_max(now, Ordering::Relaxed);
+    }
+}
+
+/// Forgets a block about to be freed (or reallocated). Returns its trace.
+pub fn forget(ptr: usize) -> Option<TraceValue> {
+    let v = TRACES.remove(ptr)?;
+    CURRENT.fetch_sub(v.size, Ordering::Relaxed);
+    Some(v)
+}
+
+/// Puts back a trace removed by `forget` when a realloc failed.
+pub fn restore(ptr: usize, v: TraceValue) {
+    if let Inserted::New = TRACES.insert(ptr, v) {
+        add_bytes(v.size);
+    }
+}
+
+/// The traceback id for the calling thread's current stack.
+fn capture_traceback() -> u32 {
+    let limit = NFRAME.load(Ordering::Relaxed) as usize;
+    if limit <= STACK_FRAMES {
+        // buf[0] is the key header (total, n); frames follow.
+        let mut buf = [RawFrame::default(); STACK_FRAMES + 1];
+        intern_stack(&mut buf[..limit + 1])
+    } else {
+        big_buffer_capture(limit)
+    }
+}
+
+/// Captures into `buf[1..]` and interns. `buf.len() - 1` is the frame limit.
+fn intern_stack(buf: &mut [RawFrame]) -> u32 {
+    let mut total: u32 = 0;
+    let max = (buf.len() - 1) as i32;
+    // SAFETY: `buf[1..]` has room for `max` frames; the shim writes at most
+    // `max` and never allocates or calls Python.
+    let n = unsafe { cpython::lg_capture_stack(buf.as_mut_ptr().add(1), max, &mut total) };
+    let n = n.clamp(0, max) as usize;
+    if n == 0 {
+        return UNKNOWN_TB.load(Ordering::Relaxed);
+    }
+    buf[0] = RawFrame {
+        code: total as usize,
+        filename: n,
+        ..RawFrame::default()
+    };
+    let key = frames_as_bytes(&buf[..n + 1]);
+    let h = hash_frames(&buf[..n + 1]);
+    if let Some(hit) = RAW_TRACEBACKS.find(h, key) {
+        return hit.value as u32;
+    }
+    // A stack never seen: resolve every frame (each frame once, ever).
+    let tb = resolve_and_intern(total, &buf[1..n + 1]);
+    RAW_TRACEBACKS.insert(h, key, u64::from(tb));
+    tb
+}
+
+fn hash_frames(frames: &[RawFrame]) -> u64 {
+    // Hash the words that change between stacks: code and instruction.
+    let mut h = 0u64;
+    for f in frames {
+        h = hash_words(&[h, f.code as u64, f.instr as u64 ^ ((f.firstlineno as u64) << 32)]);
+    }
+    h
+}
+
+fn frames_as_bytes(frames: &[RawFrame]) -> &[u8] {
+    // SAFETY: RawFrame is repr(C), three usizes and two c_ints with no
+    // padding (asserted below), so its bytes are all initialised.
+    unsafe {
+        std::slice::from_raw_parts(frames.as_ptr().cast::<u8>(), std::mem::size_of_val(frames))
+    }
+}
+const _: () = assert!(std::mem::size_of::<RawFrame>() == 3 * 8 + 2 * 4);
+
+/// Resolves raw frames to (filename id, lineno) and interns the traceback.
+fn resolve_and_intern(total: u32, frames: &[RawFrame]) -> u32 {
+    const STACK: usize = STACK_FRAMES;
+    let mut small = [(0u32, 0u32); STACK];
+    let resolved_big;
+    let resolved: &mut [(u32, u32)] = if frames.len() <= STACK {
+        &mut small[..frames.len()]
+    } else {
+        // SAFETY: (u32, u32) is valid when zeroed.
+        match unsafe { mem::MappedArray::<(u32, u32)>::zeroed(frames.len()) } {
+            Some(arr) => {
+                resolved_big = arr;
+                // SAFETY: we own the mapping exclusively for this call.
+                unsafe {
+                    std::slice::from_raw_parts_mut(
+                        resolved_big.as_slice().as_ptr().cast_mut(),
+                        frames.len(),
+                    )
+                }
+            }
+            None => return OVERFLOW_TB.load(Ordering::Relaxed),
+        }
+    };
+    for (out, f) in resolved.iter_mut().zip(frames) {
+        *out = resolve_frame(f);
+    }
+    intern_resolved(total, resolved).unwrap_or_else(|| OVERFLOW_TB.load(Ordering::Relaxed))
+}
+
+fn resolve_frame(f: &RawFrame) -> (u32, u32) {
+    let key = frames_as_bytes(std::slice::from_ref(f));
+    let h = hash_frames(std::slice::from_ref(f));
+    if let Some(hit) = FRAMES.find(h, key) {
+        return ((hit.value >> 32) as u32, hit.value as u32);
+    }
+    // SAFETY: `f` was captured by this hook call from a live frame; its code
+    // object is alive for the duration of the call.
+    let lineno = unsafe { cpython::lg_frame_lineno(f) }.max(0) as u32;
+    let filename = frame_filename_id(f);
+    FRAMES.insert(h, key, (u64::from(filename) << 32) | u64::from(lineno));
+    (filename, lineno)
+}
+
+fn frame_filename_id(f: &RawFrame) -> u32 {
+    let mut buf = [0u8; 512];
+    // SAFETY: buf has `buf.len()` writable bytes; the code object is alive.
+    let len = unsafe { cpython::lg_frame_filename(f, buf.as_mut_ptr().cast(), buf.len()) };
+    if len < 0 {
+        return intern_filename(UNKNOWN_FILENAME.as_bytes());
+    }
+    let len = len as usize;
+    if len <= buf.len() {
+        return intern_filename(&buf[..len]);
+    }
+    // A very long filename: a buffer of its own, from mmap.
+    // SAFETY: u8 is valid when zeroed.
+    let Some(big) = (unsafe { mem::MappedArray::<u8>::zeroed(len) }) else {
+        return intern_filename(UNKNOWN_FILENAME.as_bytes());
+    };
+    let p = big.as_slice().as_ptr().cast_mut();
+    // SAFETY: `big` has `len` writable bytes that we own exclusively.
+    let got = unsafe { cpython::lg_frame_filename(f, p.cast(), len) };
+    if got < 0 || got as usize > len {
+        return intern_filename(UNKNOWN_FILENAME.as_bytes());
+    }
+    intern_filename(&big.as_slice()[..got as usize])
+}
+
+fn intern_filename(name: &[u8]) -> u32 {
+    let h = hash_bytes(name);
+    if let Some(hit) = FILENAMES.find(h, name) {
+        return hit.id;
+    }
+    // Filenames are never refused except when memory runs out; then the
+    // frame is reported under id 0, which `start` made "<unknown>".
+    FILENAMES.insert(h, name, 0).map_or(0, |i| i.id)
+}
+
+/// Interns `[total, n, (filename, lineno)…]` and returns its id.
+fn intern_resolved(total: u32, frames: &[(u32, u32)]) -> Option<u32> {
+    let mut words_small = [0u64; STACK_FRAMES + 1];
+    let words_big;
+    let words: &mut [u64] = if frames.len() < STACK_FRAMES {
+        &mut words_small[..frames.len() + 1]
+    } else {
+        // SAFETY: u64 is valid when zeroed.
+        words_big = unsafe { mem::MappedArray::<u64>::zeroed(frames.len() + 1) }?;
+        // SAFETY: we own the mapping exclusively for this call.
+        unsafe {
+            std::slice::from_raw_parts_mut(words_big.as_slice().as_ptr().cast_mut(), frames.len() + 1)
+        }
+    };
+    words[0] = (u64::from(total) << 32) | frames.len() as u64;
+    for (w, &(file, line)) in words[1..].iter_mut().zip(frames) {
+        *w = (u64::from(file) << 32) | u64::from(line);
+    }
+    let h = hash_words(words);
+    // SAFETY: a u64 slice viewed as bytes: all initialised, no padding.
+    let key = unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), words.len() * 8) };
+    if let Some(hit) = TRACEBACKS.find(h, key) {
+        return Some(hit.id);
+    }
+    TRACEBACKS.insert(h, key, 0).map(|i| i.id)
+}
+
+/// Frame limits above the stack buffer share one mapped buffer, guarded by a
+/// spin lock. Only threads attached to the interpreter capture stacks, and
+/// at most one of those runs at a time, so the lock is uncontended.
+fn big_buffer_capture(limit: usize) -> u32 {
+    use super::table::SpinLock;
+    use std::sync::atomic::AtomicPtr;
+    static LOCK: SpinLock = SpinLock::new();
+    static BUF: AtomicPtr<RawFrame> = AtomicPtr::new(std::ptr::null_mut());
+    const MAX: usize = 65535 + 1;
+    LOCK.lock();
+    let mut p = BUF.load(Ordering::Relaxed);
+    if p.is_null() {
+        // SAFETY: RawFrame is plain integers, valid when zeroed.
+        if let Some(arr) = unsafe { mem::MappedArray::<RawFrame>::zeroed(MAX) } {
+            p = arr.into_raw().0.as_ptr();
+            BUF.store(p, Ordering::Relaxed);
+        }
+    }
+    let tb = if p.is_null() {
+        UNKNOWN_TB.load(Ordering::Relaxed)
+    } else {
+        // SAFETY: BUF is a mapping of MAX frames, never freed, and the lock
+        // gives this thread exclusive use of it.
+        let buf = unsafe { std::slice::from_raw_parts_mut(p, (limit + 1).min(MAX)) };
+        intern_stack(buf)
+    };
+    LOCK.unlock();
+    tb
+}
+
+// ---------------------------------------------------------------------------
+// Reads for the Python API (GIL held).
+
+/// Traceback `id` as `(total_nframe, [(filename, lineno)…])`, most recent first.
+pub fn traceback_frames(id: u32) -> Option<(u32, Vec<(u32, u32)>)> {
+    let (key, _) = TRACEBACKS.get(id)?;
+    let words: Vec<u64> = key
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+        .collect();
+    let (&head, rest) = words.split_first()?;
+    let total = (head >> 32) as u32;
+    Some((total, rest.iter().map(|w| ((w >> 32) as u32, *w as u32)).collect()))
+}
+
+pub fn filename(id: u32) -> String {
+    match FILENAMES.get(id) {
+        Some((bytes, _)) => String::from_utf8_lossy(bytes).into_owned(),
+        None => UNKNOWN_FILENAME.to_owned(),
+    }
+}
+
+/// The trace of the block at `ptr`, if traced.
+pub fn trace_of(ptr: usize) -> Option<TraceValue> {
+    if !is_tracing() {
+        return None;
+    }
+    TRACES.get(ptr)
+}
+
+/// Copies the live traces into a snapshot while other threads keep
+/// allocating: each trace read is one that was live when its slot was read.
+pub fn snapshot() -> SnapshotData {
+    let mut live: Vec<TraceValue> = Vec::with_capacity(1024);
+    TRACES.for_each(|_, v| live.push(v));
+    let mut b = SnapshotBuilder::new(traceback_limit());
+    b.reserve_traces(live.len());
+    let mut filename_map: Vec<Option<u32>> = Vec::new();
+    let mut tb_map: Vec<Option<u32>> = vec![None; TRACEBACKS.len() as usize];
+    for v in live {
+        let id = v.traceback as usize;
+        if id >= tb_map.len() {
+            tb_map.resize(id + 1, None);
+        }
+        let idx = match tb_map[id] {
+            Some(i) => i,
+            None => {
+                let (total, frames) = traceback_frames(v.traceback).unwrap_or((1, vec![]));
+                let mut resolved = Vec::with_capacity(frames.len());
+                for (file, line) in frames {
+                    let f = file as usize;
+                    if f >= filename_map.len() {
+                        filename_map.resize(f + 1, None);
+                    }
+                    let fi = match filename_map[f] {
+                        Some(fi) => fi,
+                        None => {
+                            let fi = b.intern_filename(&filename(file));
+                            filename_map[f] = Some(fi);
+                            fi
+                        }
+                    };
+                    resolved.push(crate::snapshot::Frame {
+                        filename: fi,
+                        lineno: i64::from(line),
+                    });
+                }
+                let i = b.intern_resolved(crate::snapshot::Traceback {
+                    frames: resolved.into_boxed_slice(),
+                    total_nframe: total,
+                });
+                tb_map[id] = Some(i);
+                i
+            }
+        };
+        b.push_trace(0, v.size, idx);
+    }
+    b.finish()
+}
+
+// ---------------------------------------------------------------------------
+// fork()
+
+fn install_fork_handlers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: registering plain extern "C" functions with no arguments;
+        // they only touch statics.
+        unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork_parent), Some(after_fork_child)) };
+    });
+}
+
+const INTERNS: [&InternSet; 4] = [&FILENAMES, &FRAMES, &TRACEBACKS, &RAW_TRACEBACKS];
+
+extern "C" fn before_fork() {
+    for s in INTERNS {
+        s.before_fork();
+    }
+    TRACES.before_fork();
+}
+
+extern "C" fn after_fork_parent() {
+    TRACES.after_fork_parent();
+    for s in INTERNS {
+        s.after_fork();
+    }
+}
+
+extern "C" fn after_fork_child() {
+    TRACES.after_fork_child();
+    for s in INTERNS {
+        s.after_fork();
+    }
+}

@@ -1,0 +1,336 @@
+"""The core engine under real conditions: threads, fork, interpreter exit,
+blocks that predate tracing, and stdlib tracemalloc running alongside."""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import leakguard
+from leakguard import _leakguard
+
+
+@pytest.fixture(autouse=True)
+def _tracing_off_after():
+    yield
+    leakguard.stop()
+
+
+def run_python(code: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Runs `code` in a fresh interpreter with this leakguard importable."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_current_grows_and_shrinks_with_live_blocks():
+    leakguard.start()
+    before, _ = leakguard.get_traced_memory()
+    block = bytearray(10_000_000)
+    grown, peak = leakguard.get_traced_memory()
+    assert grown - before >= 10_000_000
+    assert peak >= grown
+    del block
+    after, peak_after = leakguard.get_traced_memory()
+    assert after < grown - 9_000_000
+    assert peak_after >= grown
+    leakguard.reset_peak()
+    assert leakguard.get_traced_memory()[1] < grown - 9_000_000
+
+
+def test_object_traceback_names_the_allocating_line():
+    leakguard.start(5)
+    obj = bytearray(100)  # the allocating line
+    tb = leakguard.get_object_traceback(obj)
+    assert tb is not None
+    frame = tb[-1]  # most recent frame last, as tracemalloc's Traceback
+    assert frame.filename == __file__
+    with open(__file__) as f:
+        src = f.read().splitlines()[frame.lineno - 1]
+    assert "the allocating line" in src
+    assert len(tb) >= 2  # the test runner's frames are there too
+
+
+def test_tracer_memory_is_reported_and_released():
+    leakguard.start()
+    keep = [object() for _ in range(100_000)]
+    used = leakguard.get_tracemalloc_memory()
+    assert used > 0
+    del keep
+    leakguard.stop()
+    assert leakguard.get_traced_memory() == (0, 0)
+
+
+def test_clear_traces_forgets_blocks_but_keeps_tracing():
+    leakguard.start()
+    keep = bytearray(1_000_000)
+    leakguard.clear_traces()
+    assert leakguard.is_tracing()
+    assert leakguard.get_object_traceback(keep) is None
+    assert leakguard.get_traced_memory()[0] < 1_000_000
+    fresh = bytearray(1_000_000)
+    assert leakguard.get_object_traceback(fresh) is not None
+
+
+def test_blocks_allocated_before_start_and_freed_after_are_ignored():
+    old = [bytearray(1000) for _ in range(2000)]
+    leakguard.start()
+    base, _ = leakguard.get_traced_memory()
+    del old
+    gc.collect()
+    now, _ = leakguard.get_traced_memory()
+    # Freeing untraced blocks never drives the counter down (or below zero).
+    assert 0 <= now and now < base + 1_000_000
+    current, tracked = _leakguard._consistency()
+    assert current == tracked
+
+
+@pytest.mark.parametrize("nframe", [0, -1, 2**16, 2**30])
+def test_out_of_range_nframe_is_a_value_error(nframe):
+    with pytest.raises(ValueError, match=r"the number of frames must be in range \[1; 65535\]"):
+        leakguard.start(nframe)
+    assert not leakguard.is_tracing()
+
+
+def test_nframe_limit_and_total_are_kept():
+    leakguard.start(3)
+    assert leakguard.get_traceback_limit() == 3
+
+    def deep(n):
+        if n == 0:
+            return bytearray(100)
+        return deep(n - 1)
+
+    obj = deep(40)
+    tb = leakguard.get_object_traceback(obj)
+    assert len(tb) == 3
+    trace = next(t for t in leakguard.take_snapshot().traces if t.traceback == tb)
+    assert trace.traceback.total_nframe >= 41
+    leakguard.start(65535)  # like tracemalloc: no effect while tracing
+    assert leakguard.get_traceback_limit() == 3
+    leakguard.stop()
+    leakguard.start(65535)
+    assert leakguard.get_traceback_limit() == 65535
+    obj2 = deep(200)
+    snap = leakguard.take_snapshot()
+    trace = next(t for t in snap.traces if t.traceback == leakguard.get_object_traceback(obj2))
+    assert len(trace.traceback) == trace.traceback.total_nframe >= 201
+
+
+def test_threads_allocating_while_tracing_starts_stops_and_snapshots():
+    """8 threads churn memory for several seconds while another thread starts
+    and stops tracing and takes snapshots; afterwards the counters agree with
+    the table exactly."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def churn(seed: int) -> None:
+        try:
+            keep: list[object] = []
+            i = seed
+            while not stop.is_set():
+                i += 1
+                keep.append(bytearray(i % 3000))
+                keep.append({"k": i, "v": [i] * (i % 7)})
+                if len(keep) > 500:
+                    del keep[: 250 + i % 100]
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    def controller() -> None:
+        try:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                leakguard.start(1 + n % 25)
+                snap = leakguard.take_snapshot()
+                snap.statistics("lineno")
+                if n % 3 == 0:
+                    leakguard.clear_traces()
+                if n % 2 == 0:
+                    leakguard.stop()
+                time.sleep(0.005)
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=churn, args=(k * 1000,)) for k in range(8)]
+    threads.append(threading.Thread(target=controller))
+    for t in threads:
+        t.start()
+    time.sleep(4.0)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+    leakguard.start(5)
+    junk = [bytearray(100) for _ in range(1000)]
+    current, in_table = _leakguard._consistency()
+    assert current == in_table
+    snap = leakguard.take_snapshot()
+    del junk
+    by_file = snap.statistics("filename")
+    assert sum(t.size for t in snap.traces) == sum(s.size for s in by_file)
+
+
+def test_current_equals_sum_of_traces_after_raw_allocations_without_gil():
+    # zlib and bz2 compress with the GIL released and allocate through
+    # PyMem_RawMalloc from worker threads.
+    import bz2
+    import zlib
+
+    leakguard.start(10)
+    data = os.urandom(200_000) * 5
+
+    def work() -> None:
+        for _ in range(20):
+            zlib.compress(data, 9)
+            bz2.compress(data[:200_000])
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    current, in_table = _leakguard._consistency()
+    assert current == in_table
+
+
+def test_tracing_continues_in_a_forked_child():
+    r = run_python(
+        """
+        import os, threading, leakguard
+        leakguard.start(5)
+        stop = False
+        def churn():
+            while not stop:
+                [bytearray(50) for _ in range(100)]
+        workers = [threading.Thread(target=churn) for _ in range(3)]
+        for w in workers: w.start()
+        codes = []
+        for _ in range(20):
+            pid = os.fork()
+            if pid == 0:
+                obj = bytearray(10)
+                tb = leakguard.get_object_traceback(obj)
+                snap = leakguard.take_snapshot()
+                ok = tb is not None and leakguard.is_tracing() and len(snap.traces) > 0
+                os._exit(0 if ok else 3)
+            codes.append(os.waitpid(pid, 0)[1])
+        stop = True
+        for w in workers: w.join()
+        assert leakguard.get_object_traceback(bytearray(4)) is not None
+        print("codes", codes)
+        assert all(c == 0 for c in codes), codes
+        """
+    )
+    assert r.returncode == 0, r.stderr
+    assert "codes" in r.stdout
+
+
+def test_tracing_left_on_at_interpreter_exit():
+    r = run_python(
+        """
+        import threading, leakguard
+        leakguard.start(25)
+        keep = [bytearray(100) for _ in range(10000)]
+        def churn():
+            while True:
+                [dict(a=1) for _ in range(100)]
+        threading.Thread(target=churn, daemon=True).start()
+        print("exiting", leakguard.is_tracing())
+        """
+    )
+    assert r.returncode == 0, r.stderr
+    assert "exiting True" in r.stdout
+
+
+def test_leakguard_on_top_of_stdlib_tracemalloc_survives_its_stop():
+    r = run_python(
+        """
+        import tracemalloc, leakguard
+        tracemalloc.start(3)
+        leakguard.start(3)
+        a = bytearray(12)
+        assert leakguard.get_object_traceback(a) is not None
+        assert tracemalloc.get_object_traceback(a) is not None
+        tracemalloc.stop()
+        b = bytearray(34)
+        assert leakguard.get_object_traceback(b) is not None, "leakguard lost its hooks"
+        del a, b
+        from leakguard import _leakguard
+        cur, table = _leakguard._consistency()
+        assert cur == table
+        leakguard.stop()
+        tracemalloc.start()
+        c = bytearray(5)
+        assert tracemalloc.get_object_traceback(c) is not None
+        print("ok")
+        """
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"
+
+
+def test_stdlib_tracemalloc_on_top_of_leakguard():
+    r = run_python(
+        """
+        import tracemalloc, leakguard
+        from leakguard import _leakguard
+        leakguard.start(3)
+        tracemalloc.start(3)
+        a = bytearray(12)
+        assert leakguard.get_object_traceback(a) is not None
+        assert tracemalloc.get_object_traceback(a) is not None
+        leakguard.stop()           # covered by tracemalloc: becomes pass-through
+        assert _leakguard._hooks_position() == "covered"
+        b = bytearray(3)
+        assert tracemalloc.get_object_traceback(b) is not None
+        leakguard.start(3)         # still in the chain: tracing again
+        c = bytearray(4)
+        assert leakguard.get_object_traceback(c) is not None
+        tracemalloc.stop()         # restores leakguard's hooks on top
+        assert _leakguard._hooks_position() == "on top"
+        d = bytearray(55)
+        assert leakguard.get_object_traceback(d) is not None
+        leakguard.stop()
+        assert _leakguard._hooks_position() == "absent"
+        print("ok")
+        """
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"
+
+
+def test_traced_bytes_match_stdlib_tracemalloc_within_one_percent():
+    workload = """
+        keep = []
+        for i in range(20000):
+            keep.append({"id": i, "name": f"item-{i}", "tags": [str(i)] * 3})
+            keep.append(json.dumps(keep[-1]))
+        keep.append(re.sub(r"\\d", "#", " ".join(map(str, range(5000)))))
+        gc.collect()
+    """
+    results = {}
+    for tracer in ("tracemalloc", "leakguard"):
+        code = (
+            f"import gc, json, re, {tracer} as t\nt.start(1)\n"
+            "before = t.get_traced_memory()[0]\n"
+            + textwrap.dedent(workload)
+            + "print(t.get_traced_memory()[0] - before)\n"
+        )
+        r = run_python(code)
+        assert r.returncode == 0, r.stderr
+        results[tracer] = int(r.stdout.split()[-1])
+    ratio = results["leakguard"] / results["tracemalloc"]
+    assert abs(ratio - 1) < 0.01, results
