@@ -15,7 +15,8 @@ RawTrace = Tuple[int, int, RawTraceback, int]
 def start(nframe: int) -> None:
     """Start tracing, storing at most ``nframe`` frames (already validated to
     be in 1..=65535) per traceback. Raises TracingError if the frame walk
-    self-check fails on this interpreter. Restarting changes ``nframe``."""
+    self-check fails on this interpreter. Called while tracing, it only
+    changes the limit (the public ``start`` keeps stdlib's no-op instead)."""
 
 def stop() -> None:
     """Stop tracing and clear every trace."""
@@ -90,3 +91,9 @@ def _consistency() -> Tuple[int, int]: ...
 def _before_foreign_stop() -> None: ...
 def _after_foreign_stop() -> None: ...
 def _hooks_position() -> str: ...
+def _capture_stack(limit: int) -> Tuple[list[RawFrame], int]:
+    """The calling thread's stack as the hooks see it (most recent first)
+    and its full depth: for the start-up self-check and tests."""
+
+def _object_block(obj: object) -> int:
+    """Address of the memory block holding ``obj``."""

@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 
 mod errors;
 mod snapshot;
-mod stack;
+pub mod stack;
 mod tracing;
 
 #[pymodule]

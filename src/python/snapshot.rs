@@ -188,7 +188,7 @@ impl RawSnapshot {
     /// Reads a snapshot file: `(snapshot, attrs)`.
     #[staticmethod]
     fn load(py: Python<'_>, path: &str) -> PyResult<(Self, Py<PyBytes>)> {
-        let bytes = std::fs::read(path)?;
+        let bytes = std::fs::read(path).map_err(|e| os_error(e, path))?;
         let (data, attrs) = py
             .detach(|| format::read(&bytes))
             .map_err(|e| Error::Snapshot {
@@ -208,8 +208,8 @@ impl RawSnapshot {
             format::write(&data, &attrs, &mut out)?;
             use std::io::Write;
             out.flush()
-        })?;
-        Ok(())
+        })
+        .map_err(|e| os_error(e, path))
     }
 
     #[getter]
@@ -335,6 +335,23 @@ impl RawSnapshot {
             keep
         });
         Ok(RawSnapshot::new(data))
+    }
+}
+
+/// An I/O error as Python's `open()` reports it: `OSError(errno, strerror,
+/// filename)`, which Python turns into the matching subclass
+/// (`FileNotFoundError`, `IsADirectoryError`, …).
+fn os_error(e: std::io::Error, path: &str) -> PyErr {
+    match e.raw_os_error() {
+        Some(errno) => {
+            // SAFETY: strerror returns a pointer to a static or thread-local
+            // NUL-terminated message, copied out immediately.
+            let msg = unsafe { std::ffi::CStr::from_ptr(libc::strerror(errno)) }
+                .to_string_lossy()
+                .into_owned();
+            pyo3::exceptions::PyOSError::new_err((errno, msg, path.to_owned()))
+        }
+        None => pyo3::exceptions::PyOSError::new_err(format!("{path}: {e}")),
     }
 }
 

@@ -18,6 +18,13 @@ use crate::raw::cpython::{self, RawFrame};
 fn capture_stack(py: Python<'_>, limit: i64) -> PyResult<(Vec<(String, u32)>, u32)> {
     let limit = usize::try_from(limit)
         .map_err(|_| PyValueError::new_err("the frame limit must not be negative"))?;
+    Ok(resolved_stack(py, limit))
+}
+
+/// The calling thread's stack resolved as the engine resolves it: at most
+/// `limit` `(filename, lineno)` frames, most recent first, and the total
+/// depth. Used by `_capture_stack` and by the start-up self-check.
+pub fn resolved_stack(py: Python<'_>, limit: usize) -> (Vec<(String, u32)>, u32) {
     let mut frames = vec![RawFrame::default(); limit.min(cpython::MAX_TOTAL_FRAMES as usize)];
     // SAFETY: called from Python on this thread with the GIL held (`py`),
     // not from a signal handler.
@@ -37,7 +44,7 @@ fn capture_stack(py: Python<'_>, limit: i64) -> PyResult<(Vec<(String, u32)>, u3
             (filename.unwrap_or_else(|| "<unknown>".to_owned()), lineno)
         })
         .collect();
-    Ok((resolved, total))
+    (resolved, total)
 }
 
 /// `_object_block(obj) -> int`: the address of the memory block holding

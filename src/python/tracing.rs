@@ -4,7 +4,7 @@
 
 use super::errors::Error;
 use super::snapshot::{traces_list, traceback_tuple, RawSnapshot};
-use crate::raw::cpython::{self, RawFrame};
+use crate::raw::cpython;
 use crate::raw::{hooks, tracer};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
@@ -15,35 +15,6 @@ const MAX_NFRAME: u32 = 65535;
 /// Result of the frame-walk self-check: 0 not run, 1 passed, 2 failed.
 /// GIL held when written.
 static SELF_CHECK: AtomicU8 = AtomicU8::new(0);
-
-/// The calling thread's stack as the hooks see it: `(filename, lineno)`,
-/// most recent first. GIL held, so the frames are alive.
-pub fn walk_stack(limit: usize) -> (Vec<(String, i64)>, u32) {
-    let mut buf = vec![RawFrame::default(); limit.max(1)];
-    let mut total = 0u32;
-    // SAFETY: `buf` has room for `limit` frames; GIL held, so the thread is
-    // attached and its frames are alive while we read them.
-    let n = unsafe { cpython::lg_capture_stack(buf.as_mut_ptr(), buf.len() as i32, &mut total) };
-    let n = n.clamp(0, buf.len() as i32) as usize;
-    let frames = buf[..n]
-        .iter()
-        .map(|f| {
-            let mut name = vec![0u8; 4096];
-            // SAFETY: `name` has 4096 writable bytes; the code object is alive.
-            let len = unsafe { cpython::lg_frame_filename(f, name.as_mut_ptr().cast(), name.len()) };
-            let filename = if len < 0 {
-                tracer::UNKNOWN_FILENAME.to_owned()
-            } else {
-                name.truncate((len as usize).min(name.len()));
-                String::from_utf8_lossy(&name).into_owned()
-            };
-            // SAFETY: as above, the code object is alive.
-            let lineno = i64::from(unsafe { cpython::lg_frame_lineno(f) });
-            (filename, lineno)
-        })
-        .collect();
-    (frames, total)
-}
 
 /// Compares the frame walk with `sys._getframe()` once per process. A
 /// mismatch means the shim misreads this interpreter's frames: refusing to
@@ -60,13 +31,13 @@ fn self_check(py: Python<'_>) -> PyResult<()> {
         }
         _ => {}
     }
-    let (walked, _) = walk_stack(8);
-    let mut expected: Vec<(String, i64)> = Vec::new();
+    let (walked, _) = super::stack::resolved_stack(py, 8);
+    let mut expected: Vec<(String, u32)> = Vec::new();
     let mut frame = py.import("sys")?.call_method1("_getframe", (0,))?;
     while !frame.is_none() && expected.len() < walked.len().max(1) {
         let code = frame.getattr("f_code")?;
         let filename: String = code.getattr("co_filename")?.extract()?;
-        let lineno: Option<i64> = frame.getattr("f_lineno")?.extract()?;
+        let lineno: Option<u32> = frame.getattr("f_lineno")?.extract()?;
         expected.push((filename, lineno.unwrap_or(0)));
         frame = frame.getattr("f_back")?;
     }

@@ -236,8 +236,9 @@ lg_capture_stack(lg_raw_frame *out, int max, uint32_t *total)
          * 3.12+: entry frames pushed by _PyEval_EvalFrameDefault for each C
          * -> Python call are owned by the C stack and hold a shim code
          * object. tracemalloc skips them as incomplete (3.13 tests the
-         * owner in _PyFrame_IsIncomplete; 3.12 relies on the trampoline's
-         * trailing RESUME); test the owner here so that holds on both.
+         * owner in _PyFrame_IsIncomplete; in 3.12 the trampoline code is
+         * built to look incomplete); test the owner here so it holds on
+         * both without depending on that trick.
          */
         if (frame->owner == FRAME_OWNED_BY_CSTACK) {
             continue;
@@ -253,7 +254,7 @@ lg_capture_stack(lg_raw_frame *out, int max, uint32_t *total)
         /*
          * Frames still running their prologue (before RESUME: COPY_FREE_VARS,
          * MAKE_CELL, which allocate) are not frames yet for the interpreter:
-         * tracemalloc (gh-100126 in 3.11, _PyFrame_GetFirstComplete since
+         * tracemalloc (gh-96612, in 3.11.0; _PyFrame_GetFirstComplete since
          * 3.12) and f_back skip them.
          */
         if (_PyFrame_IsIncomplete(frame)) {
