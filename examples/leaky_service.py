@@ -72,8 +72,10 @@ def main(argv: list[str] | None = None) -> int:
 
     filters = [leakguard.Filter(True, __file__)]
     diff = after.filter_traces(filters).compare_to(before.filter_traces(filters), "lineno")
-    print(f"leakguard: {args.requests:,} more requests; traced now {current / 1e6:.1f} MB, "
-          f"peak {peak / 1e6:.1f} MB")
+    print(
+        f"leakguard: {args.requests:,} more requests; traced now {current / 1e6:.1f} MB, "
+        f"peak {peak / 1e6:.1f} MB"
+    )
     print(f"Top {args.top} lines of this service by growth since the warm-up batch:")
     for stat in diff[: args.top]:
         print(f"  {stat}")

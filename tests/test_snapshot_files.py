@@ -15,9 +15,10 @@ import struct
 import tracemalloc as stdlib
 import zlib
 
+import pytest
+
 import leakguard
 import leakguard.tracemalloc as lgt
-import pytest
 from leakguard import _leakguard
 
 RAW = [

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, List, Tuple
 
 import pytest
+
 from leakguard import _leakguard
 
 # More frames than any stack here (pytest included), so nothing is cut.

@@ -17,9 +17,10 @@ import sys
 import tracemalloc as stdlib
 from unittest import mock
 
+import pytest
+
 import leakguard
 import leakguard.tracemalloc as lgt
-import pytest
 from leakguard import _model
 
 EMPTY_BYTES_SIZE = sys.getsizeof(b"")
@@ -1070,9 +1071,9 @@ def test_tracing_goes_on_in_a_forked_child(tracing):
 
 
 @pytest.mark.xfail(
-    sys.version_info < (3, 13),
     reason="before 3.13 only the stdlib tracer is told when a free-list object is reused "
-    "(_PyTraceMalloc_NewReference); PyRefTracer_SetTracer came in 3.13",
+    "(_PyTraceMalloc_NewReference); on 3.13 leakguard does not yet install a "
+    "PyRefTracer to re-attribute reused objects",
     strict=True,
 )
 def test_reused_free_list_object_reports_its_new_allocation(tracing):

@@ -38,12 +38,12 @@ def guard_stdlib_stop() -> None:
     """Wrap stdlib tracemalloc's ``stop`` (idempotent)."""
     import _tracemalloc
 
-    original = _tracemalloc.stop
+    original: Callable[[], Any] = _tracemalloc.stop
     if getattr(original, _WRAPPED_ATTR, None) is None:
         wrapped = _wrap(original)
-        _tracemalloc.stop = wrapped  # type: ignore[assignment]
+        setattr(_tracemalloc, "stop", wrapped)  # noqa: B010 - a module's attribute, on purpose
     else:
         wrapped = original
     stdlib = sys.modules.get("tracemalloc")
-    if stdlib is not None and getattr(stdlib.stop, _WRAPPED_ATTR, None) is None:
-        stdlib.stop = wrapped  # type: ignore[assignment]
+    if stdlib is not None and getattr(getattr(stdlib, "stop", None), _WRAPPED_ATTR, None) is None:
+        setattr(stdlib, "stop", wrapped)  # noqa: B010

@@ -6,11 +6,34 @@ frames, **most recent first**; a trace is
 ``(domain, size, traceback, total_nframe)``.
 """
 
-from typing import Iterable, Optional, Tuple
+from typing import Iterable, Optional, Tuple, final
 
-RawFrame = Tuple[str, int]
-RawTraceback = Tuple[RawFrame, ...]
-RawTrace = Tuple[int, int, RawTraceback, int]
+from typing_extensions import TypeAlias
+
+__all__ = [
+    "start",
+    "stop",
+    "_before_foreign_stop",
+    "_after_foreign_stop",
+    "_hooks_position",
+    "_consistency",
+    "is_tracing",
+    "get_traceback_limit",
+    "get_traced_memory",
+    "reset_peak",
+    "clear_traces",
+    "get_tracemalloc_memory",
+    "get_object_traceback",
+    "get_traces",
+    "take_snapshot",
+    "RawSnapshot",
+    "_capture_stack",
+    "_object_block",
+]
+
+_RawFrame: TypeAlias = Tuple[str, int]
+_RawTraceback: TypeAlias = Tuple[_RawFrame, ...]
+_RawTrace: TypeAlias = Tuple[int, int, _RawTraceback, int]
 
 def start(nframe: int) -> None:
     """Start tracing, storing at most ``nframe`` frames (already validated to
@@ -31,20 +54,21 @@ def clear_traces() -> None: ...
 def get_tracemalloc_memory() -> int:
     """Bytes the tracer itself uses for its tables and interning."""
 
-def get_object_traceback(obj: object) -> Optional[RawTraceback]:
+def get_object_traceback(obj: object) -> Optional[_RawTraceback]:
     """Raw traceback of the block holding ``obj``, or None if untraced."""
 
-def get_traces() -> list[RawTrace]:
+def get_traces() -> list[_RawTrace]:
     """Every live trace; equal tracebacks are the same tuple object."""
 
 def take_snapshot() -> RawSnapshot:
     """A consistent copy of the live traces. Raises TracingError when not tracing."""
 
+@final
 class RawSnapshot:
     """An immutable snapshot held in Rust."""
 
     @staticmethod
-    def from_traces(traces: Iterable[RawTrace], traceback_limit: int) -> RawSnapshot:
+    def from_traces(traces: Iterable[_RawTrace], traceback_limit: int) -> RawSnapshot:
         """Build from raw trace tuples (as ``tracemalloc.Snapshot(traces, limit)``)."""
 
     @staticmethod
@@ -55,27 +79,25 @@ class RawSnapshot:
     @property
     def traceback_limit(self) -> int: ...
     def __len__(self) -> int: ...
-    def trace(self, index: int) -> RawTrace:
+    def trace(self, index: int) -> _RawTrace:
         """The trace at ``index`` (negative indices count from the end)."""
 
-    def traces(self) -> list[RawTrace]:
+    def traces(self) -> list[_RawTrace]:
         """Every trace; equal tracebacks are the same tuple object."""
 
     def total_size(self) -> int: ...
-    def statistics(
-        self, key_type: str, cumulative: bool
-    ) -> list[Tuple[int, int, RawTraceback]]:
+    def statistics(self, key_type: str, cumulative: bool) -> list[Tuple[int, int, _RawTraceback]]:
         """``(size, count, key)`` sorted like ``tracemalloc.Snapshot.statistics``.
         ``key`` is the group's traceback, most recent first. Raises ValueError
         (UsageError) for an unknown key type or cumulative traceback keys."""
 
     def compare_to(
         self, old: RawSnapshot, key_type: str, cumulative: bool
-    ) -> list[Tuple[int, int, int, int, RawTraceback]]:
+    ) -> list[Tuple[int, int, int, int, _RawTraceback]]:
         """``(size, size_diff, count, count_diff, key)`` sorted like
         ``tracemalloc.Snapshot.compare_to``."""
 
-    def filter_keys(self) -> list[Tuple[int, RawTraceback, int]]:
+    def filter_keys(self) -> list[Tuple[int, _RawTraceback, int]]:
         """Distinct ``(domain, traceback, total_nframe)`` of the traces, in
         order of first appearance: filters are evaluated once per key."""
 
@@ -91,7 +113,7 @@ def _consistency() -> Tuple[int, int]: ...
 def _before_foreign_stop() -> None: ...
 def _after_foreign_stop() -> None: ...
 def _hooks_position() -> str: ...
-def _capture_stack(limit: int) -> Tuple[list[RawFrame], int]:
+def _capture_stack(limit: int) -> Tuple[list[_RawFrame], int]:
     """The calling thread's stack as the hooks see it (most recent first)
     and its full depth: for the start-up self-check and tests."""
 

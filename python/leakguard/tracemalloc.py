@@ -23,6 +23,7 @@ import fnmatch  # noqa: F401
 import linecache  # noqa: F401
 import operator
 import os  # noqa: F401
+import sys
 from collections.abc import Iterable, Sequence  # noqa: F401
 from functools import total_ordering  # noqa: F401
 from typing import Any, List, Optional, Tuple
@@ -75,6 +76,17 @@ _MAX_NFRAME = 65535
 
 def _check_nframe(nframe: Any) -> int:
     """``nframe`` as ``_tracemalloc.start`` converts and checks it (same errors)."""
+    if sys.version_info < (3, 10) and not hasattr(type(nframe), "__index__"):
+        # 3.9 converts with PyLong_AsLong: floats refused by name, __int__
+        # honoured, anything else "an integer is required".
+        if isinstance(nframe, float):
+            raise UsageTypeError("integer argument expected, got float")
+        if not hasattr(type(nframe), "__int__"):
+            raise UsageTypeError(f"an integer is required (got type {type(nframe).__name__})")
+        try:
+            nframe = int(nframe)
+        except TypeError as exc:
+            raise UsageTypeError(str(exc)) from None
     try:
         count = operator.index(nframe)
     except TypeError as exc:

@@ -54,7 +54,15 @@ impl<'py, 'd> Converter<'py, 'd> {
         }
         let items = frames
             .iter()
-            .map(|f| PyTuple::new(self.py, [self.name(f.filename).into_any(), f.lineno.into_pyobject(self.py)?.into_any()]))
+            .map(|f| {
+                PyTuple::new(
+                    self.py,
+                    [
+                        self.name(f.filename).into_any(),
+                        f.lineno.into_pyobject(self.py)?.into_any(),
+                    ],
+                )
+            })
             .collect::<PyResult<Vec<_>>>()?;
         let t = PyTuple::new(self.py, items)?;
         if !frames.is_empty() {
@@ -103,7 +111,8 @@ impl RawSnapshot {
 }
 
 fn key_type(s: &str) -> Result<KeyType, Error> {
-    s.parse::<KeyType>().map_err(|e| Error::Usage(e.to_string()))
+    s.parse::<KeyType>()
+        .map_err(|e| Error::Usage(e.to_string()))
 }
 
 fn group_error(e: crate::snapshot::group::GroupError) -> Error {
@@ -115,7 +124,10 @@ fn raw_frame(item: &Bound<'_, PyAny>) -> PyResult<(String, i64)> {
     let t = item.cast::<PyTuple>().map_err(|_| {
         PyTypeError::new_err(format!(
             "a frame must be a (filename, lineno) tuple, not {}",
-            item.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            item.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
         ))
     })?;
     if t.len() != 2 {
@@ -124,12 +136,14 @@ fn raw_frame(item: &Bound<'_, PyAny>) -> PyResult<(String, i64)> {
             t.len()
         )));
     }
-    let filename: String = t.get_item(0)?.extract().map_err(|_| {
-        PyTypeError::new_err("a frame's filename must be a str")
-    })?;
-    let lineno: i64 = t.get_item(1)?.extract().map_err(|_| {
-        PyTypeError::new_err("a frame's lineno must be an int")
-    })?;
+    let filename: String = t
+        .get_item(0)?
+        .extract()
+        .map_err(|_| PyTypeError::new_err("a frame's filename must be a str"))?;
+    let lineno: i64 = t
+        .get_item(1)?
+        .extract()
+        .map_err(|_| PyTypeError::new_err("a frame's lineno must be an int"))?;
     Ok((filename, lineno))
 }
 
@@ -147,7 +161,9 @@ impl RawSnapshot {
         for item in traces.try_iter()? {
             let item = item?;
             let t = item.cast::<PyTuple>().map_err(|_| {
-                PyTypeError::new_err("a trace must be a (domain, size, traceback, total_nframe) tuple")
+                PyTypeError::new_err(
+                    "a trace must be a (domain, size, traceback, total_nframe) tuple",
+                )
             })?;
             let (domain, size, frames, total) = match t.len() {
                 4 => (t.get_item(0)?, t.get_item(1)?, t.get_item(2)?, Some(t.get_item(3)?)),

@@ -3,7 +3,7 @@
 //! (which reproduces `_tracemalloc`'s messages); checks here are a backstop.
 
 use super::errors::Error;
-use super::snapshot::{traces_list, traceback_tuple, RawSnapshot};
+use super::snapshot::{traceback_tuple, traces_list, RawSnapshot};
 use crate::raw::cpython;
 use crate::raw::{hooks, tracer};
 use pyo3::prelude::*;
@@ -69,7 +69,8 @@ fn start(py: Python<'_>, nframe: i64) -> PyResult<()> {
         hooks::forget_covered();
     }
     // Keep working when stdlib tracemalloc, started before us, is stopped.
-    py.import("leakguard._coexist")?.call_method0("guard_stdlib_stop")?;
+    py.import("leakguard._coexist")?
+        .call_method0("guard_stdlib_stop")?;
     tracer::start(nframe as u32)
         .map_err(|_| Error::Tracing("out of memory starting the tracer".into()))?;
     if let Err(e) = hooks::install() {
@@ -80,7 +81,9 @@ fn start(py: Python<'_>, nframe: i64) -> PyResult<()> {
 }
 
 fn stdlib_tracing(py: Python<'_>) -> PyResult<bool> {
-    py.import("_tracemalloc")?.call_method0("is_tracing")?.extract()
+    py.import("_tracemalloc")?
+        .call_method0("is_tracing")?
+        .extract()
 }
 
 /// Stops tracing and clears every trace.

@@ -332,7 +332,10 @@ impl InternSet {
                 return None;
             }
             if let Some(value) = self.record_matches(slot - 1, hash, key) {
-                return Some(Interned { id: slot - 1, value });
+                return Some(Interned {
+                    id: slot - 1,
+                    value,
+                });
             }
             i = (i + 1) & mask;
         }
@@ -516,7 +519,10 @@ mod tests {
         assert!(s.insert(1, b"a", 0).is_some());
         assert!(s.insert(2, b"b", 0).is_some());
         assert!(s.insert(3, b"c", 0).is_none());
-        assert!(s.insert(1, b"a", 0).is_some(), "existing keys are still found");
+        assert!(
+            s.insert(1, b"a", 0).is_some(),
+            "existing keys are still found"
+        );
     }
 
     #[test]

@@ -365,7 +365,10 @@ fn intern_resolved(total: u32, frames: &[(u32, u32)]) -> Option<u32> {
         words_big = unsafe { mem::MappedArray::<u64>::zeroed(frames.len() + 1) }?;
         // SAFETY: we own the mapping exclusively for this call.
         unsafe {
-            std::slice::from_raw_parts_mut(words_big.as_slice().as_ptr().cast_mut(), frames.len() + 1)
+            std::slice::from_raw_parts_mut(
+                words_big.as_slice().as_ptr().cast_mut(),
+                frames.len() + 1,
+            )
         }
     };
     words[0] = (u64::from(total) << 32) | frames.len() as u64;
@@ -425,7 +428,10 @@ pub fn traceback_frames(id: u32) -> Option<(u32, Vec<(u32, u32)>)> {
         .collect();
     let (&head, rest) = words.split_first()?;
     let total = (head >> 32) as u32;
-    Some((total, rest.iter().map(|w| ((w >> 32) as u32, *w as u32)).collect()))
+    Some((
+        total,
+        rest.iter().map(|w| ((w >> 32) as u32, *w as u32)).collect(),
+    ))
 }
 
 pub fn filename(id: u32) -> String {
@@ -501,7 +507,13 @@ fn install_fork_handlers() {
     ONCE.call_once(|| {
         // SAFETY: registering plain extern "C" functions with no arguments;
         // they only touch statics.
-        unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork_parent), Some(after_fork_child)) };
+        unsafe {
+            libc::pthread_atfork(
+                Some(before_fork),
+                Some(after_fork_parent),
+                Some(after_fork_child),
+            )
+        };
     });
 }
 
