@@ -246,7 +246,7 @@ def report(summary: dict[str, dict[str, Any]], pending: dict[str, str]) -> str:
         return "-" if v is None else f"{v:.1f} B"
 
     headers = ["tracer", "build s", "snapshot s", "statistics s", "snap+stats s", "compare_to s"]
-    headers += ["traces", "current", "self-reported/trace", "RSS/trace"]
+    headers += ["traces", "stats", "diffs", "current", "self-reported/trace", "RSS/trace"]
     rows = []
     for tracer in TRACERS[1:]:
         row = summary.get(tracer)
@@ -263,6 +263,8 @@ def report(summary: dict[str, dict[str, Any]], pending: dict[str, str]) -> str:
                 seconds(row["snapshot_statistics_s"]),
                 seconds(row["compare_s"]),
                 f"{row['traces']:,.0f}",
+                f"{row['statistics_count']:.0f}",
+                f"{row['diff_count']:.0f}",
                 fmt_bytes(row["current_bytes"]),
                 per_trace(row["tracer_bytes_per_trace"]),
                 per_trace(row.get("rss_bytes_per_trace")),

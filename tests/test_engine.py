@@ -344,3 +344,44 @@ def test_traced_bytes_match_stdlib_tracemalloc_within_one_percent():
         results[tracer] = int(r.stdout.split()[-1])
     ratio = results["leakguard"] / results["tracemalloc"]
     assert abs(ratio - 1) < 0.01, results
+
+
+def _depth() -> int:
+    """Frames on the caller's stack, as sys._getframe() sees them."""
+    n, f = 0, sys._getframe(1)
+    while f is not None:
+        n, f = n + 1, f.f_back
+    return n
+
+
+def test_total_frame_count_stays_exact_as_the_stack_changes_under_the_same_frames():
+    # The frame count below the kept frames is cached per thread; these
+    # shapes reuse the same functions, lines and (often) frame addresses at
+    # different depths, which is what the cache must not be fooled by.
+    def probe(limit):
+        got = _leakguard._capture_stack(limit)[1]
+        return got, _depth()
+
+    def at_depth(n, limit):
+        if n == 0:
+            return probe(limit)
+        return at_depth(n - 1, limit)
+
+    def gen(limit):
+        while True:
+            yield probe(limit)
+
+    for limit in (1, 2, 5):
+        for n in [0, 7, 3, 50, 3, 0, 120, 1, 1, 64, 2] * 3:
+            got, expected = at_depth(n, limit)
+            assert got == expected, (limit, n)
+        g = gen(limit)
+        for n in [5, 40, 5, 0, 17, 17, 3]:
+
+            def resume(k):
+                if k == 0:
+                    return next(g)
+                return resume(k - 1)
+
+            got, expected = resume(n)
+            assert got == expected, (limit, n)

@@ -12,7 +12,7 @@ import random
 import sys
 from typing import Union
 
-PROGRAMS_AT_SCALE_1 = 110
+PROGRAMS_AT_SCALE_1 = 140
 MIN_DEPTH = 200
 MAX_DEPTH = 500
 MODULUS = 1_000_003

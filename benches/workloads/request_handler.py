@@ -17,7 +17,7 @@ from collections import OrderedDict
 from typing import Any, Callable
 from urllib.parse import parse_qsl, unquote
 
-REQUESTS_AT_SCALE_1 = 6200
+REQUESTS_AT_SCALE_1 = 12000
 CACHE_SIZE = 512
 MIDDLEWARE_DEPTH = 24
 

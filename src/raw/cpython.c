@@ -99,6 +99,107 @@ encode_line(int lineno)
 #endif
 
 /*
+ * The depth below the kept frames, cached per thread.
+ *
+ * tracemalloc's total_nframe needs the whole stack counted on every
+ * allocation: 500 pointer loads per allocation in a recursion 500 deep. But
+ * the frames below the kept ones are all suspended in a call, and while a
+ * frame stays suspended in the same call, nothing below it can change. So
+ * each thread remembers the first LG_ANCHORS frames under the kept ones
+ * (address, code, instruction position, caller address) and how many counted
+ * frames hang below the first of them. The next capture re-reads those
+ * frames; when all of them are the same frames in the same calls with the
+ * same callers, the count is reused, else the stack is walked again. Only
+ * this thread's live frames are read; cached pointers are compared, never
+ * dereferenced.
+ */
+#define LG_ANCHORS 4
+
+#if PY_VERSION_HEX < 0x030B0000
+typedef PyFrameObject lg_frame_t;
+#  define LG_NEXT(f) ((f)->f_back)
+#  define LG_CODE(f) ((const void *)(f)->f_code)
+#  define LG_POS(f) ((intptr_t)(f)->f_lasti)
+#  define LG_COUNTED(f) 1
+#else
+typedef _PyInterpreterFrame lg_frame_t;
+#  define LG_NEXT(f) ((f)->previous)
+#  if PY_VERSION_HEX < 0x030D0000
+#    define LG_CODE(f) ((const void *)(f)->f_code)
+#    define LG_POS(f) ((intptr_t)(f)->prev_instr)
+#  else
+#    define LG_CODE(f) ((const void *)(f)->f_executable)
+#    define LG_POS(f) ((intptr_t)(f)->instr_ptr)
+#  endif
+#  if PY_VERSION_HEX >= 0x030C0000
+#    define LG_COUNTED(f) ((f)->owner != FRAME_OWNED_BY_CSTACK)
+#  else
+#    define LG_COUNTED(f) 1
+#  endif
+#endif
+
+typedef struct {
+    const void *frame;
+    const void *code;
+    const void *back;
+    intptr_t pos;
+} lg_anchor;
+
+static __thread lg_anchor lg_anchors[LG_ANCHORS];
+static __thread int lg_anchor_len;       /* valid entries in lg_anchors */
+static __thread uint32_t lg_anchor_count; /* counted frames from lg_anchors[0] down */
+
+/* Counted frames from `k` (included) to the bottom of the stack. */
+static uint32_t
+count_from(lg_frame_t *k)
+{
+    if (k == NULL) {
+        return 0;
+    }
+    if (lg_anchor_len > 0 && lg_anchors[0].frame == k) {
+        lg_frame_t *f = k;
+        int i = 0;
+        for (; i < lg_anchor_len && f != NULL; i++, f = LG_NEXT(f)) {
+            const lg_anchor *a = &lg_anchors[i];
+            if (a->frame != f || a->code != LG_CODE(f) || a->pos != LG_POS(f)
+                || a->back != (const void *)LG_NEXT(f)) {
+                break;
+            }
+        }
+        if (i == lg_anchor_len) {
+            return lg_anchor_count;
+        }
+    }
+    uint32_t c = 0;
+    int i = 0;
+    for (lg_frame_t *f = k; f != NULL; f = LG_NEXT(f)) {
+        if (i < LG_ANCHORS) {
+            lg_anchors[i].frame = f;
+            lg_anchors[i].code = LG_CODE(f);
+            lg_anchors[i].back = LG_NEXT(f);
+            lg_anchors[i].pos = LG_POS(f);
+            i++;
+        }
+        if (LG_COUNTED(f)) {
+            c++;
+            if (c >= LG_MAX_TOTAL && i >= LG_ANCHORS) {
+                break; /* saturated: the rest cannot change the answer */
+            }
+        }
+    }
+    lg_anchor_len = i;
+    lg_anchor_count = c;
+    return c;
+}
+
+static inline uint32_t
+saturating_add(uint32_t a, uint32_t b)
+{
+    uint32_t s = a + b;
+    return (s < a || s > LG_MAX_TOTAL) ? LG_MAX_TOTAL : s;
+}
+
+/*
  * The calling thread's state if it is attached to the interpreter and its
  * frames may be read, else NULL. Reads thread-state pointers and compares
  * them; never dereferences a thread state it has not proven to be its own.
@@ -211,14 +312,14 @@ lg_capture_stack(lg_raw_frame *out, int max, uint32_t *total)
 #  endif
             fill_frame(&out[n++], f->f_code, instr);
         }
-        else if (total == NULL) {
+        else {
+            if (total != NULL) {
+                count = saturating_add(count, count_from(f));
+            }
             break;
         }
         if (count < LG_MAX_TOTAL) {
             count++;
-        }
-        else if (n >= max) {
-            break; /* nothing left to record */
         }
     }
 #else
@@ -244,6 +345,20 @@ lg_capture_stack(lg_raw_frame *out, int max, uint32_t *total)
             continue;
         }
 #  endif
+        if (n >= max) {
+            /*
+             * Past the frames we keep only the count matters, and it is on
+             * the path of every allocation: see count_from(). Frames below
+             * the first kept one are suspended in a call, hence complete
+             * (one exception: a frame whose prologue allocation ran a
+             * collection that ran a finalizer, which is counted though
+             * tracemalloc would skip it).
+             */
+            if (total != NULL) {
+                count = saturating_add(count, count_from(frame));
+            }
+            break;
+        }
 #  if PY_VERSION_HEX >= 0x030D0000
         /* 3.13: f_executable is a PyObject *; tracemalloc asserts it is code
          * and _PyFrame_GetCode() casts it. Never cast anything else. */
@@ -260,30 +375,20 @@ lg_capture_stack(lg_raw_frame *out, int max, uint32_t *total)
         if (_PyFrame_IsIncomplete(frame)) {
             continue;
         }
-        if (n < max) {
-            /*
-             * tracemalloc: _PyInterpreterFrame_GetLine (3.11) /
-             * PyUnstable_InterpreterFrame_GetLine (3.12, 3.13), i.e.
-             * PyCode_Addr2Line(code, _PyInterpreterFrame_LASTI(frame) *
-             * sizeof(_Py_CODEUNIT)). LASTI is prev_instr (3.11, 3.12) or
-             * instr_ptr (3.13) minus the start of the code's bytecode.
-             */
-            int instr = _PyInterpreterFrame_LASTI(frame) * (int)sizeof(_Py_CODEUNIT);
+        /*
+         * tracemalloc: _PyInterpreterFrame_GetLine (3.11) /
+         * PyUnstable_InterpreterFrame_GetLine (3.12, 3.13), i.e.
+         * PyCode_Addr2Line(code, _PyInterpreterFrame_LASTI(frame) *
+         * sizeof(_Py_CODEUNIT)). LASTI is prev_instr (3.11, 3.12) or
+         * instr_ptr (3.13) minus the start of the code's bytecode.
+         */
+        int instr = _PyInterpreterFrame_LASTI(frame) * (int)sizeof(_Py_CODEUNIT);
 #  if PY_VERSION_HEX < 0x030D0000
-            fill_frame(&out[n++], frame->f_code, instr);
+        fill_frame(&out[n++], frame->f_code, instr);
 #  else
-            fill_frame(&out[n++], _PyFrame_GetCode(frame), instr);
+        fill_frame(&out[n++], _PyFrame_GetCode(frame), instr);
 #  endif
-        }
-        else if (total == NULL) {
-            break;
-        }
-        if (count < LG_MAX_TOTAL) {
-            count++;
-        }
-        else if (n >= max) {
-            break; /* nothing left to record */
-        }
+        count++; /* n <= max <= LG_MAX_TOTAL: cannot saturate here */
     }
 #endif
 

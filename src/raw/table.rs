@@ -12,12 +12,20 @@
 //!   they only announce themselves on the shard's *gate* (an in-flight count).
 //!   Growing a shard (rare, amortised) takes the gate exclusively: it waits
 //!   for in-flight operations to drain, rehashes, and lets them in again.
+//! - Announcing costs no locked instruction: each thread owns a slot in
+//!   `ANNOUNCE` and writes there which shard it is in (a plain store and a
+//!   compiler fence). The rare exclusive side pays instead: it sets the
+//!   shard's EXCLUSIVE bit, runs `membarrier(PRIVATE_EXPEDITED)` (every
+//!   running thread executes a full barrier), then waits until no slot names
+//!   the shard — the asymmetric form of Dekker's handshake. Where membarrier
+//!   is unavailable the fast side uses a full fence instead; threads without
+//!   a slot (more than `THREAD_SLOTS` alive) count themselves in the gate.
 //! - All memory comes from `mmap` (see `mem.rs`), never from the hooked
 //!   allocators; nothing here allocates, panics or calls Python.
 
 use super::mem::MappedArray;
 use std::hint::spin_loop;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// Number of shards (a power of two).
 pub const SHARDS: usize = 64;
@@ -146,32 +154,78 @@ impl Shard {
         }
     }
 
-    fn enter(&self) {
-        let mut round = 0;
-        loop {
-            let g = self.gate.fetch_add(1, Ordering::Acquire);
-            if g & EXCLUSIVE == 0 {
-                return;
+    /// Enters the shard: no exclusive operation starts until `leave`.
+    #[inline]
+    fn enter(&self) -> Pass {
+        let me = self as *const Shard as usize;
+        match my_slot() {
+            Some(i) => {
+                let announce = &ANNOUNCE[i];
+                let mut round = 0;
+                loop {
+                    announce.store(me, Ordering::Relaxed);
+                    fast_side_fence();
+                    if self.gate.load(Ordering::Acquire) & EXCLUSIVE == 0 {
+                        return Pass::Slot(i);
+                    }
+                    announce.store(0, Ordering::Release);
+                    while self.gate.load(Ordering::Relaxed) & EXCLUSIVE != 0 {
+                        spin_wait(&mut round);
+                    }
+                }
             }
-            self.gate.fetch_sub(1, Ordering::Relaxed);
-            while self.gate.load(Ordering::Relaxed) & EXCLUSIVE != 0 {
+            None => {
+                let mut round = 0;
+                loop {
+                    let g = self.gate.fetch_add(1, Ordering::Acquire);
+                    if g & EXCLUSIVE == 0 {
+                        return Pass::Counted;
+                    }
+                    self.gate.fetch_sub(1, Ordering::Relaxed);
+                    while self.gate.load(Ordering::Relaxed) & EXCLUSIVE != 0 {
+                        spin_wait(&mut round);
+                    }
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn leave(&self, pass: Pass) {
+        match pass {
+            Pass::Slot(i) => ANNOUNCE[i].store(0, Ordering::Release),
+            Pass::Counted => {
+                self.gate.fetch_sub(1, Ordering::Release);
+            }
+        }
+    }
+
+    /// First half of taking the shard exclusively: stop new entries. The
+    /// caller holds the table's `exclusive` lock, so no other thread races
+    /// for the bit; it must then call `slow_side_barrier` and `drain`.
+    fn close(&self) {
+        self.gate.fetch_or(EXCLUSIVE, Ordering::SeqCst);
+    }
+
+    /// Second half: wait for operations in flight to leave.
+    fn drain(&self) {
+        let me = self as *const Shard as usize;
+        let mut round = 0;
+        while self.gate.load(Ordering::Acquire) & !EXCLUSIVE != 0 {
+            spin_wait(&mut round);
+        }
+        let used = SLOTS_HIGH.load(Ordering::Acquire);
+        for a in &ANNOUNCE[..used] {
+            while a.load(Ordering::Acquire) == me {
                 spin_wait(&mut round);
             }
         }
     }
 
-    fn leave(&self) {
-        self.gate.fetch_sub(1, Ordering::Release);
-    }
-
-    /// Caller holds the table's `exclusive` lock, so no other thread races
-    /// for the EXCLUSIVE bit.
     fn lock_exclusive(&self) {
-        self.gate.fetch_or(EXCLUSIVE, Ordering::Acquire);
-        let mut round = 0;
-        while self.gate.load(Ordering::Acquire) & !EXCLUSIVE != 0 {
-            spin_wait(&mut round);
-        }
+        self.close();
+        slow_side_barrier();
+        self.drain();
     }
 
     fn unlock_exclusive(&self) {
@@ -222,6 +276,159 @@ impl Shard {
         match self.cap_bits.load(Ordering::Relaxed) {
             0 => 0,
             b => 1 << b,
+        }
+    }
+}
+
+/// How an operation entered a shard.
+#[derive(Clone, Copy)]
+enum Pass {
+    /// Announced in `ANNOUNCE[i]`.
+    Slot(usize),
+    /// Counted in the shard's gate.
+    Counted,
+}
+
+/// Threads that can hold an announcement slot at once; more fall back to
+/// counting themselves in the gates.
+const THREAD_SLOTS: usize = 1024;
+/// Per slot: the address of the shard its thread is operating on, or 0.
+/// Written only by the slot's owner; read by exclusive operations.
+static ANNOUNCE: [AtomicUsize; THREAD_SLOTS] = [const { AtomicUsize::new(0) }; THREAD_SLOTS];
+/// Per slot: owned by a live thread.
+static SLOT_TAKEN: [AtomicBool; THREAD_SLOTS] = [const { AtomicBool::new(false) }; THREAD_SLOTS];
+/// One past the highest slot ever handed out: what `drain` scans.
+static SLOTS_HIGH: AtomicUsize = AtomicUsize::new(0);
+
+const SLOT_UNASSIGNED: usize = 0;
+const SLOT_NONE: usize = usize::MAX;
+
+thread_local! {
+    /// This thread's slot + 1, or SLOT_UNASSIGNED / SLOT_NONE. `const`, no
+    /// `Drop`: readable during thread teardown.
+    static MY_SLOT: std::cell::Cell<usize> = const { std::cell::Cell::new(SLOT_UNASSIGNED) };
+}
+
+/// 0: not chosen yet; 1: membarrier; 2: full fences.
+static BARRIER_MODE: AtomicU8 = AtomicU8::new(0);
+
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
+
+fn barrier_mode() -> u8 {
+    let mode = BARRIER_MODE.load(Ordering::Acquire);
+    if mode != 0 {
+        return mode;
+    }
+    // SAFETY: the membarrier syscall takes two integer arguments and touches
+    // no user memory; failure (old kernel, seccomp) is reported as -1.
+    let registered = unsafe {
+        libc::syscall(
+            libc::SYS_membarrier,
+            MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+            0,
+        )
+    } == 0;
+    let mode = if registered { 1 } else { 2 };
+    match BARRIER_MODE.compare_exchange(0, mode, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => mode,
+        Err(chosen) => chosen,
+    }
+}
+
+/// The fast side of the handshake, between announcing and checking.
+#[inline(always)]
+fn fast_side_fence() {
+    if BARRIER_MODE.load(Ordering::Relaxed) == 1 {
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    } else {
+        std::sync::atomic::fence(Ordering::SeqCst);
+    }
+}
+
+/// The slow side: after it, every thread's announcement made before it is
+/// visible, and every thread's check made after it sees our EXCLUSIVE bit.
+fn slow_side_barrier() {
+    if barrier_mode() == 1 {
+        // SAFETY: as in `barrier_mode`; the process registered first.
+        let r = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0) };
+        if r == 0 {
+            return;
+        }
+    }
+    std::sync::atomic::fence(Ordering::SeqCst);
+}
+
+/// This thread's announcement slot, claiming one on first use.
+#[inline(always)]
+fn my_slot() -> Option<usize> {
+    match MY_SLOT.get() {
+        SLOT_NONE => None,
+        SLOT_UNASSIGNED => claim_slot(),
+        s => Some(s - 1),
+    }
+}
+
+#[cold]
+fn claim_slot() -> Option<usize> {
+    // The mode must be settled before this thread relies on a compiler
+    // fence alone.
+    barrier_mode();
+    for (i, taken) in SLOT_TAKEN.iter().enumerate() {
+        if taken
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            SLOTS_HIGH.fetch_max(i + 1, Ordering::AcqRel);
+            if register_release(i) {
+                MY_SLOT.set(i + 1);
+                return Some(i);
+            }
+            taken.store(false, Ordering::Release);
+            break;
+        }
+    }
+    MY_SLOT.set(SLOT_NONE);
+    None
+}
+
+/// Arranges for slot `i` to be given back when this thread exits.
+fn register_release(i: usize) -> bool {
+    static KEY_STATE: std::sync::Once = std::sync::Once::new();
+    static mut KEY: libc::pthread_key_t = 0;
+    static KEY_OK: AtomicBool = AtomicBool::new(false);
+    KEY_STATE.call_once(|| {
+        // SAFETY: KEY is written once here, before KEY_OK publishes it.
+        let r =
+            unsafe { libc::pthread_key_create(std::ptr::addr_of_mut!(KEY), Some(release_slot)) };
+        KEY_OK.store(r == 0, Ordering::Release);
+    });
+    if !KEY_OK.load(Ordering::Acquire) {
+        return false;
+    }
+    // SAFETY: KEY was initialised by the call_once above (KEY_OK is true);
+    // the value is just the slot number, never dereferenced.
+    unsafe { libc::pthread_setspecific(KEY, (i + 1) as *const libc::c_void) == 0 }
+}
+
+/// pthread key destructor: the thread is exiting. Later allocations in its
+/// teardown use the gate counters.
+extern "C" fn release_slot(value: *mut libc::c_void) {
+    let i = (value as usize).wrapping_sub(1);
+    if i < THREAD_SLOTS {
+        MY_SLOT.set(SLOT_NONE);
+        ANNOUNCE[i].store(0, Ordering::Release);
+        SLOT_TAKEN[i].store(false, Ordering::Release);
+    }
+}
+
+/// In a forked child only the calling thread survives: free every other slot.
+fn forget_other_threads() {
+    let mine = MY_SLOT.get();
+    for i in 0..THREAD_SLOTS {
+        if mine != i + 1 {
+            ANNOUNCE[i].store(0, Ordering::Release);
+            SLOT_TAKEN[i].store(false, Ordering::Release);
         }
     }
 }
@@ -278,22 +485,22 @@ impl TraceTable {
         }
         let h = hash(key);
         let shard = &self.shards[shard_of(h)];
-        shard.enter();
+        let mut pass = shard.enter();
         let Some(value) = make() else {
-            shard.leave();
+            shard.leave(pass);
             return Inserted::Lost;
         };
         let packed = value.pack();
         loop {
             let r = Self::try_insert(shard, h, key, packed);
-            shard.leave();
+            shard.leave(pass);
             match r {
                 Some(r) => return r,
                 None => {
                     if !self.grow(shard) {
                         return Inserted::Lost;
                     }
-                    shard.enter();
+                    pass = shard.enter();
                 }
             }
         }
@@ -370,7 +577,7 @@ impl TraceTable {
         }
         let h = hash(key);
         let shard = &self.shards[shard_of(h)];
-        shard.enter();
+        let pass = shard.enter();
         let slots = shard.slots();
         let mut found = None;
         if !slots.is_empty() {
@@ -393,7 +600,7 @@ impl TraceTable {
                 i = (i + 1) & mask;
             }
         }
-        shard.leave();
+        shard.leave(pass);
         found
     }
 
@@ -451,7 +658,7 @@ impl TraceTable {
     /// live at the moment its slot was read, with its own value.
     pub fn for_each(&self, mut f: impl FnMut(usize, TraceValue)) {
         for shard in &self.shards {
-            shard.enter();
+            let pass = shard.enter();
             for slot in shard.slots() {
                 let k = slot.key.load(Ordering::Acquire);
                 if k < FIRST_KEY {
@@ -463,7 +670,7 @@ impl TraceTable {
                     f(k, TraceValue::unpack(v));
                 }
             }
-            shard.leave();
+            shard.leave(pass);
         }
     }
 
@@ -472,7 +679,11 @@ impl TraceTable {
     pub fn quiesce(&self) -> Quiesced<'_> {
         self.exclusive.lock();
         for shard in &self.shards {
-            shard.lock_exclusive();
+            shard.close();
+        }
+        slow_side_barrier();
+        for shard in &self.shards {
+            shard.drain();
         }
         Quiesced { table: self }
     }
@@ -509,6 +720,7 @@ impl TraceTable {
         for shard in &self.shards {
             shard.gate.store(0, Ordering::Release);
         }
+        forget_other_threads();
         self.exclusive.reset();
     }
 }

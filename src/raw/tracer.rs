@@ -254,17 +254,29 @@ fn intern_stack(buf: &mut [MaybeUninit<RawFrame>]) -> u32 {
 }
 
 /// Hash of raw frames: the words that tell stacks apart (code object and
-/// instruction; the first line guards against a reused code address), two
-/// multiplications per frame. Keys are compared in full on a hit.
+/// instruction; the first line guards against a reused code address). Each
+/// frame is mixed on its own — a folded 64×64→128 multiplication of its
+/// words, salted by its position — and the results summed, so the
+/// multiplications of different frames overlap in the pipeline instead of
+/// forming one long dependency chain. Keys are compared in full on a hit.
 #[inline]
 fn hash_frames(frames: &[RawFrame]) -> u64 {
-    let mut h: u64 = 0x9E37_79B9_7F4A_7C15;
-    for f in frames {
-        h = (h ^ f.code as u64).wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-        h = (h ^ (u64::from(f.instr as u32) | (u64::from(f.firstlineno as u32) << 32)))
-            .wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+    #[inline(always)]
+    fn fold(x: u64, y: u64) -> u64 {
+        let m = u128::from(x) * u128::from(y);
+        (m as u64) ^ ((m >> 64) as u64)
     }
-    h ^ (h >> 29)
+    let mut acc: u64 = frames.len() as u64;
+    let mut salt: u64 = 0x243F_6A88_85A3_08D3;
+    for f in frames {
+        salt = salt.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let where_ = u64::from(f.instr as u32) | (u64::from(f.firstlineno as u32) << 32);
+        acc = acc.wrapping_add(fold(f.code as u64 ^ salt, where_ ^ 0xA076_1D64_78BD_642F));
+    }
+    fold(
+        acc ^ 0xE703_7ED1_A0B4_28DB,
+        acc.rotate_left(29) ^ 0x8EBC_6AF0_9C88_C6E3,
+    )
 }
 
 fn frames_as_bytes(frames: &[RawFrame]) -> &[u8] {
