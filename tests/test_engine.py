@@ -378,10 +378,10 @@ def test_total_frame_count_stays_exact_as_the_stack_changes_under_the_same_frame
         g = gen(limit)
         for n in [5, 40, 5, 0, 17, 17, 3]:
 
-            def resume(k):
+            def resume(k, g=g):
                 if k == 0:
                     return next(g)
-                return resume(k - 1)
+                return resume(k - 1, g)
 
             got, expected = resume(n)
             assert got == expected, (limit, n)
