@@ -222,8 +222,9 @@ matrix-%: venv ## Build and pytest on one CPython (e.g. make matrix-3.13)
 	echo "==> CPython $$v: pytest"
 	"$$dir/bin/python" -m pytest $(PYTEST_ARGS)
 
-bench: build ## Build, then run the benchmarks (benches/run.py, ARGS=... passed on)
-	@"$(VPY)" benches/run.py $(ARGS)
+bench: build ## Build, install the tracers compared with (memray), run benches/run.py (ARGS=...)
+	@"$(VPY)" -m pip install --quiet -r benches/requirements.txt
+	"$(VPY)" benches/run.py $(ARGS)
 
 fmt: venv ## Format: rustfmt, ruff format, and ruff's import sorting
 	@cargo fmt --all

@@ -103,24 +103,29 @@ encode_line(int lineno)
  *
  * tracemalloc's total_nframe needs the whole stack counted on every
  * allocation: 500 pointer loads per allocation in a recursion 500 deep. But
- * the frames below the kept ones are all suspended in a call, and while a
- * frame stays suspended in the same call, nothing below it can change. So
- * each thread remembers the first LG_ANCHORS frames under the kept ones
- * (address, code, instruction position, caller address) and how many counted
- * frames hang below the first of them. The next capture re-reads those
- * frames; when all of them are the same frames in the same calls with the
- * same callers, the count is reused, else the stack is walked again. Only
- * this thread's live frames are read; cached pointers are compared, never
+ * a frame below the kept ones is suspended in a call, and while a frame stays
+ * suspended in the same call, nothing below it can change. So each thread
+ * keeps a small direct-mapped table: frame address -> (its code, its
+ * instruction position, its caller's address, counted frames from it to the
+ * bottom). A capture walks down from the first frame it does not keep until
+ * it meets LG_RUN consecutive frames that all match their entries and whose
+ * counts agree with each other (each = the next one + itself), or the bottom
+ * of the stack; the count then follows from the first of them. Frames walked
+ * on the way are entered in the table, so a recursion that goes one level
+ * deeper or shallower costs a handful of loads, not its depth. Only this
+ * thread's live frames are read; table entries are compared, never
  * dereferenced.
  */
-#define LG_ANCHORS 4
+#define LG_DEPTH_SLOTS 256 /* power of two */
+#define LG_RUN 4
+#define LG_PATH 64
 
 #if PY_VERSION_HEX < 0x030B0000
 typedef PyFrameObject lg_frame_t;
 #  define LG_NEXT(f) ((f)->f_back)
 #  define LG_CODE(f) ((const void *)(f)->f_code)
 #  define LG_POS(f) ((intptr_t)(f)->f_lasti)
-#  define LG_COUNTED(f) 1
+#  define LG_COUNTED(f) 1u
 #else
 typedef _PyInterpreterFrame lg_frame_t;
 #  define LG_NEXT(f) ((f)->previous)
@@ -132,9 +137,9 @@ typedef _PyInterpreterFrame lg_frame_t;
 #    define LG_POS(f) ((intptr_t)(f)->instr_ptr)
 #  endif
 #  if PY_VERSION_HEX >= 0x030C0000
-#    define LG_COUNTED(f) ((f)->owner != FRAME_OWNED_BY_CSTACK)
+#    define LG_COUNTED(f) ((f)->owner != FRAME_OWNED_BY_CSTACK ? 1u : 0u)
 #  else
-#    define LG_COUNTED(f) 1
+#    define LG_COUNTED(f) 1u
 #  endif
 #endif
 
@@ -143,53 +148,88 @@ typedef struct {
     const void *code;
     const void *back;
     intptr_t pos;
-} lg_anchor;
+    uint32_t count; /* counted frames from `frame` (included) to the bottom */
+} lg_depth_entry;
 
-static __thread lg_anchor lg_anchors[LG_ANCHORS];
-static __thread int lg_anchor_len;       /* valid entries in lg_anchors */
-static __thread uint32_t lg_anchor_count; /* counted frames from lg_anchors[0] down */
+static __thread lg_depth_entry lg_depths[LG_DEPTH_SLOTS];
+
+static inline lg_depth_entry *
+depth_slot(const lg_frame_t *f)
+{
+    uint64_t h = ((uint64_t)(uintptr_t)f >> 4) * UINT64_C(0x9E3779B97F4A7C15);
+    return &lg_depths[h >> (64 - 8)];
+}
+
+static inline int
+depth_matches(const lg_depth_entry *e, lg_frame_t *f)
+{
+    return e->frame == f && e->code == LG_CODE(f) && e->pos == LG_POS(f)
+           && e->back == (const void *)LG_NEXT(f);
+}
 
 /* Counted frames from `k` (included) to the bottom of the stack. */
 static uint32_t
 count_from(lg_frame_t *k)
 {
-    if (k == NULL) {
-        return 0;
-    }
-    if (lg_anchor_len > 0 && lg_anchors[0].frame == k) {
-        lg_frame_t *f = k;
-        int i = 0;
-        for (; i < lg_anchor_len && f != NULL; i++, f = LG_NEXT(f)) {
-            const lg_anchor *a = &lg_anchors[i];
-            if (a->frame != f || a->code != LG_CODE(f) || a->pos != LG_POS(f)
-                || a->back != (const void *)LG_NEXT(f)) {
+    lg_frame_t *path[LG_PATH];
+    uint32_t path_above[LG_PATH];
+    int npath = 0;
+    uint32_t above = 0; /* counted frames from k down to f, f excluded */
+    uint32_t total = 0;
+    int run = 0;
+    uint32_t run_above = 0;
+    uint32_t run_count = 0;
+    const lg_depth_entry *prev_entry = NULL;
+    uint32_t prev_counted = 0;
+    int found = 0;
+
+    for (lg_frame_t *f = k; f != NULL; f = LG_NEXT(f)) {
+        lg_depth_entry *e = depth_slot(f);
+        uint32_t counted = LG_COUNTED(f);
+        if (npath < LG_PATH) {
+            path[npath] = f;
+            path_above[npath] = above;
+            npath++;
+        }
+        if (depth_matches(e, f)
+            && (run == 0 || prev_entry->count == prev_counted + e->count)) {
+            if (run == 0) {
+                run_above = above;
+                run_count = e->count;
+            }
+            run++;
+            if (run == LG_RUN || LG_NEXT(f) == NULL) {
+                total = run_above + run_count;
+                found = 1;
                 break;
             }
         }
-        if (i == lg_anchor_len) {
-            return lg_anchor_count;
+        else {
+            run = 0;
         }
+        prev_entry = e;
+        prev_counted = counted;
+        above += counted;
     }
-    uint32_t c = 0;
-    int i = 0;
-    for (lg_frame_t *f = k; f != NULL; f = LG_NEXT(f)) {
-        if (i < LG_ANCHORS) {
-            lg_anchors[i].frame = f;
-            lg_anchors[i].code = LG_CODE(f);
-            lg_anchors[i].back = LG_NEXT(f);
-            lg_anchors[i].pos = LG_POS(f);
-            i++;
-        }
-        if (LG_COUNTED(f)) {
-            c++;
-            if (c >= LG_MAX_TOTAL && i >= LG_ANCHORS) {
-                break; /* saturated: the rest cannot change the answer */
-            }
-        }
+    if (!found) {
+        total = above;
+        run_above = above;
     }
-    lg_anchor_len = i;
-    lg_anchor_count = c;
-    return c;
+    /* (Re-)enter the frames walked above the run (all of them, up to
+     * LG_PATH, when the walk reached the bottom without one). */
+    for (int i = 0; i < npath; i++) {
+        lg_frame_t *f = path[i];
+        if (path_above[i] >= run_above || path_above[i] >= total) {
+            break;
+        }
+        lg_depth_entry *e = depth_slot(f);
+        e->frame = f;
+        e->code = LG_CODE(f);
+        e->back = LG_NEXT(f);
+        e->pos = LG_POS(f);
+        e->count = total - path_above[i];
+    }
+    return total;
 }
 
 static inline uint32_t

@@ -32,12 +32,15 @@ static FILENAMES: InternSet = InternSet::new(u32::MAX);
 /// One raw frame (code, line table, …, instruction) → `filename_id << 32 | lineno`:
 /// resolving a line is the costly step, done once per distinct frame.
 static FRAMES: InternSet = InternSet::new(u32::MAX);
-/// A resolved traceback (`[total, n, (filename, lineno)…]`) → id: the id
-/// stored in the trace table and shown to Python.
+/// A resolved stack (`[n, (filename, lineno)…]`) → id.
+static STACKS: InternSet = InternSet::new(u32::MAX);
+/// A traceback, `(stack id, total_nframe)` → id: the id stored in the trace
+/// table and shown to Python. Kept apart from the stacks so that the same
+/// frames seen at many depths (recursion) share one stack record.
 static TRACEBACKS: InternSet = InternSet::new(MAX_TRACEBACK);
-/// A raw traceback (`[total, n, raw frames…]`) → resolved traceback id: the
-/// hot-path cache that makes a known stack cost one hash and one probe.
-static RAW_TRACEBACKS: InternSet = InternSet::new(u32::MAX);
+/// A raw stack (`[n, raw frames…]`) → stack id: the hot-path cache that
+/// makes a known stack cost one hash and one probe.
+static RAW_STACKS: InternSet = InternSet::new(u32::MAX);
 
 /// Traceback ids of the two tracebacks that are not stacks.
 static UNKNOWN_TB: AtomicU32 = AtomicU32::new(0);
@@ -83,8 +86,10 @@ pub fn start(nframe: u32) -> Result<(), StartError> {
     }
     NFRAME.store(nframe, Ordering::Relaxed);
     install_fork_handlers();
-    let unknown = intern_resolved(1, &[(intern_filename(UNKNOWN_FILENAME.as_bytes()), 0)]);
-    let overflow = intern_resolved(1, &[(intern_filename(OVERFLOW_FILENAME.as_bytes()), 0)]);
+    let unknown = intern_resolved(&[(intern_filename(UNKNOWN_FILENAME.as_bytes()), 0)])
+        .and_then(|stack| intern_traceback(stack, 1));
+    let overflow = intern_resolved(&[(intern_filename(OVERFLOW_FILENAME.as_bytes()), 0)])
+        .and_then(|stack| intern_traceback(stack, 1));
     match (unknown, overflow) {
         (Some(u), Some(o)) => {
             UNKNOWN_TB.store(u, Ordering::Relaxed);
@@ -115,8 +120,9 @@ pub fn clear_all(interned: bool) {
         // SAFETY: all gates are held: no hook is reading or inserting, and a
         // hook that enters later sees TRACING == false and touches nothing.
         unsafe {
-            RAW_TRACEBACKS.reset();
+            RAW_STACKS.reset();
             TRACEBACKS.reset();
+            STACKS.reset();
             FRAMES.reset();
             FILENAMES.reset();
         }
@@ -236,7 +242,6 @@ fn intern_stack(buf: &mut [MaybeUninit<RawFrame>]) -> u32 {
         return UNKNOWN_TB.load(Ordering::Relaxed);
     }
     buf[0].write(RawFrame {
-        code: total as usize,
         filename: n,
         ..RawFrame::default()
     });
@@ -244,13 +249,31 @@ fn intern_stack(buf: &mut [MaybeUninit<RawFrame>]) -> u32 {
     let frames = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<RawFrame>(), n + 1) };
     let key = frames_as_bytes(frames);
     let h = hash_frames(frames);
-    if let Some(hit) = RAW_TRACEBACKS.find(h, key) {
-        return hit.value as u32;
+    let stack = match RAW_STACKS.find(h, key) {
+        Some(hit) => Some(hit.value as u32),
+        None => {
+            // A stack never seen: resolve every frame (each frame once, ever).
+            let stack = resolve_and_intern(&frames[1..]);
+            if let Some(id) = stack {
+                RAW_STACKS.insert(h, key, u64::from(id));
+            }
+            stack
+        }
+    };
+    stack
+        .and_then(|stack| intern_traceback(stack, total))
+        .unwrap_or_else(|| OVERFLOW_TB.load(Ordering::Relaxed))
+}
+
+/// The traceback id of `stack` seen with `total` frames on the stack.
+fn intern_traceback(stack: u32, total: u32) -> Option<u32> {
+    let word = (u64::from(stack) << 32) | u64::from(total);
+    let h = hash_words(&[word]);
+    let key = word.to_le_bytes();
+    if let Some(hit) = TRACEBACKS.find(h, &key) {
+        return Some(hit.id);
     }
-    // A stack never seen: resolve every frame (each frame once, ever).
-    let tb = resolve_and_intern(total, &frames[1..]);
-    RAW_TRACEBACKS.insert(h, key, u64::from(tb));
-    tb
+    TRACEBACKS.insert(h, &key, 0).map(|i| i.id)
 }
 
 /// Hash of raw frames: the words that tell stacks apart (code object and
@@ -288,8 +311,8 @@ fn frames_as_bytes(frames: &[RawFrame]) -> &[u8] {
 }
 const _: () = assert!(std::mem::size_of::<RawFrame>() == 3 * 8 + 2 * 4);
 
-/// Resolves raw frames to (filename id, lineno) and interns the traceback.
-fn resolve_and_intern(total: u32, frames: &[RawFrame]) -> u32 {
+/// Resolves raw frames to (filename id, lineno) and interns the stack.
+fn resolve_and_intern(frames: &[RawFrame]) -> Option<u32> {
     const STACK: usize = STACK_FRAMES;
     let mut small = [(0u32, 0u32); STACK];
     let resolved_big;
@@ -308,13 +331,13 @@ fn resolve_and_intern(total: u32, frames: &[RawFrame]) -> u32 {
                     )
                 }
             }
-            None => return OVERFLOW_TB.load(Ordering::Relaxed),
+            None => return None,
         }
     };
     for (out, f) in resolved.iter_mut().zip(frames) {
         *out = resolve_frame(f);
     }
-    intern_resolved(total, resolved).unwrap_or_else(|| OVERFLOW_TB.load(Ordering::Relaxed))
+    intern_resolved(resolved)
 }
 
 fn resolve_frame(f: &RawFrame) -> (u32, u32) {
@@ -366,8 +389,8 @@ fn intern_filename(name: &[u8]) -> u32 {
     FILENAMES.insert(h, name, 0).map_or(0, |i| i.id)
 }
 
-/// Interns `[total, n, (filename, lineno)…]` and returns its id.
-fn intern_resolved(total: u32, frames: &[(u32, u32)]) -> Option<u32> {
+/// Interns the stack `[n, (filename, lineno)…]` and returns its id.
+fn intern_resolved(frames: &[(u32, u32)]) -> Option<u32> {
     let mut words_small = [0u64; STACK_FRAMES + 1];
     let words_big;
     let words: &mut [u64] = if frames.len() < STACK_FRAMES {
@@ -383,17 +406,17 @@ fn intern_resolved(total: u32, frames: &[(u32, u32)]) -> Option<u32> {
             )
         }
     };
-    words[0] = (u64::from(total) << 32) | frames.len() as u64;
+    words[0] = frames.len() as u64;
     for (w, &(file, line)) in words[1..].iter_mut().zip(frames) {
         *w = (u64::from(file) << 32) | u64::from(line);
     }
     let h = hash_words(words);
     // SAFETY: a u64 slice viewed as bytes: all initialised, no padding.
     let key = unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), words.len() * 8) };
-    if let Some(hit) = TRACEBACKS.find(h, key) {
+    if let Some(hit) = STACKS.find(h, key) {
         return Some(hit.id);
     }
-    TRACEBACKS.insert(h, key, 0).map(|i| i.id)
+    STACKS.insert(h, key, 0).map(|i| i.id)
 }
 
 /// Frame limits above the stack buffer share one mapped buffer, guarded by a
@@ -434,16 +457,16 @@ fn big_buffer_capture(limit: usize) -> u32 {
 /// Traceback `id` as `(total_nframe, [(filename, lineno)…])`, most recent first.
 pub fn traceback_frames(id: u32) -> Option<(u32, Vec<(u32, u32)>)> {
     let (key, _) = TRACEBACKS.get(id)?;
-    let words: Vec<u64> = key
+    let word = u64::from_le_bytes(key.try_into().ok()?);
+    let (stack, total) = ((word >> 32) as u32, word as u32);
+    let (frames, _) = STACKS.get(stack)?;
+    let frames = frames
         .chunks_exact(8)
+        .skip(1)
         .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+        .map(|w| ((w >> 32) as u32, w as u32))
         .collect();
-    let (&head, rest) = words.split_first()?;
-    let total = (head >> 32) as u32;
-    Some((
-        total,
-        rest.iter().map(|w| ((w >> 32) as u32, *w as u32)).collect(),
-    ))
+    Some((total, frames))
 }
 
 pub fn filename(id: u32) -> String {
@@ -529,7 +552,7 @@ fn install_fork_handlers() {
     });
 }
 
-const INTERNS: [&InternSet; 4] = [&FILENAMES, &FRAMES, &TRACEBACKS, &RAW_TRACEBACKS];
+const INTERNS: [&InternSet; 5] = [&FILENAMES, &FRAMES, &STACKS, &TRACEBACKS, &RAW_STACKS];
 
 extern "C" fn before_fork() {
     for s in INTERNS {
