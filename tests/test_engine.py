@@ -385,3 +385,14 @@ def test_total_frame_count_stays_exact_as_the_stack_changes_under_the_same_frame
 
             got, expected = resume(n)
             assert got == expected, (limit, n)
+
+        def nested(n, limit):
+            # Generator frames live in heap objects, recycled between rounds.
+            if n == 0:
+                yield probe(limit)
+            else:
+                yield from nested(n - 1, limit)
+
+        for n in [5, 30, 5, 60, 2, 30, 31, 29] * 2:
+            got, expected = next(nested(n, limit))
+            assert got == expected, (limit, n, "nested generators")

@@ -160,16 +160,92 @@ depth_slot(const lg_frame_t *f)
     return &lg_depths[h >> (64 - 8)];
 }
 
+/*
+ * Only frames on the thread's own data stack (3.11+) may vouch for a count:
+ * there a frame's address is its place in one contiguous stack, so the same
+ * address, code, position and caller address, four frames in a row, are the
+ * same stack. Frames that live in heap objects — generator and coroutine
+ * frames, and every frame before 3.11, which are recycled through free
+ * lists — can show the same four frames at another depth, so they never
+ * match and the stack is walked.
+ */
 static inline int
 depth_matches(const lg_depth_entry *e, lg_frame_t *f)
 {
-    return e->frame == f && e->code == LG_CODE(f) && e->pos == LG_POS(f)
-           && e->back == (const void *)LG_NEXT(f);
+#if PY_VERSION_HEX < 0x030B0000
+    (void)e;
+    (void)f;
+    return 0;
+#else
+    return e->frame == f && f->owner == FRAME_OWNED_BY_THREAD && e->code == LG_CODE(f)
+           && e->pos == LG_POS(f) && e->back == (const void *)LG_NEXT(f);
+#endif
 }
+
+/*
+ * In front of the table, the frames met by the previous capture: most
+ * consecutive allocations come from under the same frames, and checking
+ * LG_RUN remembered frames in order costs no hashing. Same validation rule:
+ * LG_RUN consecutive frames (or down to the bottom) that are the very frames,
+ * codes, positions and callers remembered.
+ */
+static __thread lg_depth_entry lg_last[LG_RUN];
+static __thread int lg_last_len;
+
+static inline int
+last_matches(lg_frame_t *k)
+{
+    if (lg_last_len == 0 || lg_last[0].frame != k) {
+        return 0;
+    }
+    lg_frame_t *f = k;
+    for (int i = 0; i < lg_last_len; i++, f = LG_NEXT(f)) {
+        if (f == NULL || !depth_matches(&lg_last[i], f)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static uint32_t count_from_table(lg_frame_t *k);
 
 /* Counted frames from `k` (included) to the bottom of the stack. */
 static uint32_t
 count_from(lg_frame_t *k)
+{
+    if (k == NULL) {
+        return 0;
+    }
+#if PY_VERSION_HEX < 0x030B0000
+    {
+        uint32_t c = 0;
+        for (lg_frame_t *f = k; f != NULL; f = LG_NEXT(f)) {
+            c++;
+        }
+        return c;
+    }
+#endif
+    if (last_matches(k)) {
+        return lg_last[0].count;
+    }
+    uint32_t total = count_from_table(k);
+    /* Remember k and the frames under it, with their counts. */
+    uint32_t c = total;
+    int i = 0;
+    for (lg_frame_t *f = k; f != NULL && i < LG_RUN; f = LG_NEXT(f), i++) {
+        lg_last[i].frame = f;
+        lg_last[i].code = LG_CODE(f);
+        lg_last[i].back = LG_NEXT(f);
+        lg_last[i].pos = LG_POS(f);
+        lg_last[i].count = c;
+        c -= LG_COUNTED(f);
+    }
+    lg_last_len = i;
+    return total;
+}
+
+static uint32_t
+count_from_table(lg_frame_t *k)
 {
     lg_frame_t *path[LG_PATH];
     uint32_t path_above[LG_PATH];

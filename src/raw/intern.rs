@@ -202,6 +202,11 @@ impl Arena {
     }
 }
 
+/// An index slot for record `id` of a key hashing to `hash`.
+fn index_entry(hash: u64, id: u32) -> u64 {
+    (u64::from(hash as u32) << 32) | u64::from(id + 1)
+}
+
 /// Record header in the arena: hash (8), value (8), key length (8).
 const HEADER: usize = 24;
 const MIN_INDEX_BITS: usize = 10;
@@ -209,12 +214,14 @@ const MIN_INDEX_BITS: usize = 10;
 /// An interning set: byte key → (id, value). Ids are dense, from 0.
 pub struct InternSet {
     lock: SpinLock,
-    /// Open-addressing index of `id + 1` (0 = empty), 2^bits slots.
-    index: AtomicPtr<AtomicU32>,
+    /// Open-addressing index, 2^bits slots, each `tag << 32 | (id + 1)`
+    /// (0 = empty), where `tag` is the low half of the key's hash: a probe
+    /// that meets another key is rejected without reading its record.
+    index: AtomicPtr<AtomicU64>,
     index_bits: AtomicUsize,
     /// Replaced indexes, kept until `reset` because lock-free readers may
     /// still be probing them. Each is half the size of its successor.
-    retired: [AtomicPtr<AtomicU32>; CHUNKS],
+    retired: [AtomicPtr<AtomicU64>; CHUNKS],
     /// id → arena location of the record.
     locs: ChunkedVec,
     arena: Arena,
@@ -263,11 +270,36 @@ impl InternSet {
         // pushed, and `count` (Acquire above) after that; the header is
         // HEADER bytes long.
         let head = unsafe { self.arena.bytes(loc, HEADER) };
-        let value = u64::from_le_bytes(head[8..16].try_into().ok()?);
+        let value = Self::value_at(head);
         let len = u64::from_le_bytes(head[16..24].try_into().ok()?) as usize;
         // SAFETY: the record was pushed with HEADER + len bytes.
         let all = unsafe { self.arena.bytes(loc, HEADER + len) };
         Some((&all[HEADER..], value))
+    }
+
+    /// Replaces the value of record `id` (any thread, no lock): for values
+    /// that are a cache of something derived from the key.
+    pub fn set_value(&self, id: u32, value: u64) {
+        if id >= self.len() {
+            return;
+        }
+        if let Some(loc) = self.locs.get(id as usize) {
+            // SAFETY: record `id` exists (published before `count`); its
+            // value is the 8-aligned u64 at offset 8 (records are 8-aligned),
+            // only ever accessed atomically once published: readers load it
+            // through `value_at`.
+            let head = unsafe { self.arena.bytes(loc, HEADER) };
+            // SAFETY: as above: the aligned value word of a live record.
+            let cell = unsafe { &*(head.as_ptr().add(8) as *const AtomicU64) };
+            cell.store(value, Ordering::Release);
+        }
+    }
+
+    fn value_at(head: &[u8]) -> u64 {
+        // SAFETY: `head` is a published record header: 8-aligned, HEADER
+        // bytes; its value word is read atomically because `set_value` may
+        // write it concurrently.
+        unsafe { &*(head.as_ptr().add(8) as *const AtomicU64) }.load(Ordering::Acquire)
     }
 
     fn record_matches(&self, id: u32, hash: u64, key: &[u8]) -> Option<u64> {
@@ -287,10 +319,10 @@ impl InternSet {
         if &all[HEADER..] != key {
             return None;
         }
-        Some(u64::from_le_bytes(head[8..16].try_into().ok()?))
+        Some(Self::value_at(head))
     }
 
-    fn index_slice(&self) -> &[AtomicU32] {
+    fn index_slice(&self) -> &[AtomicU64] {
         let p = self.index.load(Ordering::Acquire);
         let bits = self.index_bits.load(Ordering::Acquire);
         if p.is_null() || bits == 0 {
@@ -304,7 +336,7 @@ impl InternSet {
         unsafe { std::slice::from_raw_parts(p, (1usize << bits).min(self.mapped_len(p))) }
     }
 
-    fn mapped_len(&self, p: *mut AtomicU32) -> usize {
+    fn mapped_len(&self, p: *mut AtomicU64) -> usize {
         if p == self.index.load(Ordering::Acquire) {
             return 1 << self.index_bits.load(Ordering::Acquire);
         }
@@ -326,16 +358,17 @@ impl InternSet {
         }
         let mask = index.len() - 1;
         let mut i = (hash >> 32) as usize & mask;
+        let tag = hash as u32;
         for _ in 0..index.len() {
             let slot = index[i].load(Ordering::Acquire);
             if slot == 0 {
                 return None;
             }
-            if let Some(value) = self.record_matches(slot - 1, hash, key) {
-                return Some(Interned {
-                    id: slot - 1,
-                    value,
-                });
+            if (slot >> 32) as u32 == tag {
+                let id = (slot as u32).wrapping_sub(1);
+                if let Some(value) = self.record_matches(id, hash, key) {
+                    return Some(Interned { id, value });
+                }
             }
             i = (i + 1) & mask;
         }
@@ -378,7 +411,7 @@ impl InternSet {
         while index[i].load(Ordering::Relaxed) != 0 {
             i = (i + 1) & mask;
         }
-        index[i].store(id + 1, Ordering::Release);
+        index[i].store(index_entry(hash, id), Ordering::Release);
         self.count.store(id + 1, Ordering::Release);
         Some(Interned { id, value })
     }
@@ -394,8 +427,8 @@ impl InternSet {
         if bits - MIN_INDEX_BITS >= CHUNKS {
             return None;
         }
-        // SAFETY: AtomicU32 is valid when zeroed.
-        let new = unsafe { MappedArray::<AtomicU32>::zeroed(1 << bits) }?;
+        // SAFETY: AtomicU64 is valid when zeroed.
+        let new = unsafe { MappedArray::<AtomicU64>::zeroed(1 << bits) }?;
         let mask = (1usize << bits) - 1;
         for id in 0..self.count.load(Ordering::Relaxed) {
             let loc = self.locs.get(id as usize)?;
@@ -406,7 +439,7 @@ impl InternSet {
             while new[i].load(Ordering::Relaxed) != 0 {
                 i = (i + 1) & mask;
             }
-            new[i].store(id + 1, Ordering::Relaxed);
+            new[i].store(index_entry(hash, id), Ordering::Relaxed);
         }
         let old = self.index.load(Ordering::Relaxed);
         if !old.is_null() {
@@ -511,6 +544,16 @@ mod tests {
         unsafe { s.reset() };
         assert!(s.is_empty());
         assert_eq!(s.find(hash_words(&[3]), &3u64.to_le_bytes()), None);
+    }
+
+    #[test]
+    fn values_can_be_replaced_in_place() {
+        let s = InternSet::new(u32::MAX);
+        let a = s.insert(hash_bytes(b"k"), b"k", 1).unwrap();
+        s.set_value(a.id, 42);
+        assert_eq!(s.find(hash_bytes(b"k"), b"k").unwrap().value, 42);
+        assert_eq!(s.get(a.id).unwrap().1, 42);
+        s.set_value(7, 1); // no such record: ignored
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!   claims a free slot with one CAS, writes the value, then publishes the key
 //!   with release ordering; a remove finds the key and marks a tombstone.
 //! - The table is split into [`SHARDS`] open-addressing shards (linear probing,
-//!   16-byte slots). Normal operations on a shard never wait for each other;
+//!   16-byte slots, load kept between 60% and 80%). Normal operations on a shard never wait for each other;
 //!   they only announce themselves on the shard's *gate* (an in-flight count).
 //!   Growing a shard (rare, amortised) takes the gate exclusively: it waits
 //!   for in-flight operations to drain, rehashes, and lets them in again.
@@ -32,6 +32,16 @@ pub const SHARDS: usize = 64;
 const SHARD_BITS: u32 = SHARDS.trailing_zeros();
 /// Smallest shard capacity (slots). 64 shards × 512 slots × 16 bytes = 512 KiB.
 const MIN_CAPACITY: usize = 512;
+/// Capacities are multiples of this (any multiple: slots are found by
+/// "fastrange" scaling, not masking, so the load can be kept in a narrow band).
+const CAPACITY_STEP: usize = 64;
+/// A shard is rehashed when its used slots (live, reserved, tombstones)
+/// reach MAX_LOAD percent, to a capacity where its live entries fill
+/// REHASH_LOAD percent: the load stays between the two, so memory per live
+/// block stays between 16/0.8 = 20 and 16/0.6 = 27 bytes, while a probe for
+/// an absent pointer (a block allocated before tracing) stays short.
+const MAX_LOAD: usize = 80;
+const REHASH_LOAD: usize = 60;
 
 const EMPTY: usize = 0;
 const TOMBSTONE: usize = 1;
@@ -78,9 +88,9 @@ struct Shard {
     gate: AtomicU64,
     /// The slot array; replaced only while the gate is held exclusively.
     slots: AtomicPtr<Slot>,
-    /// log2 of the capacity, 0 when no array is allocated yet.
+    /// Capacity in slots, 0 when no array is allocated yet.
     /// Changed only under the exclusive gate, like `slots`.
-    cap_bits: AtomicUsize,
+    cap: AtomicUsize,
     /// Slots that are not EMPTY (live, reserved or tombstones).
     used: AtomicUsize,
 }
@@ -149,7 +159,7 @@ impl Shard {
         Shard {
             gate: AtomicU64::new(0),
             slots: AtomicPtr::new(std::ptr::null_mut()),
-            cap_bits: AtomicUsize::new(0),
+            cap: AtomicUsize::new(0),
             used: AtomicUsize::new(0),
         }
     }
@@ -234,49 +244,45 @@ impl Shard {
 
     /// The current slot array. Stable while the caller is inside the gate.
     fn slots(&self) -> &[Slot] {
-        let bits = self.cap_bits.load(Ordering::Relaxed);
+        let cap = self.cap.load(Ordering::Relaxed);
         let ptr = self.slots.load(Ordering::Relaxed);
-        if bits == 0 || ptr.is_null() {
+        if cap == 0 || ptr.is_null() {
             return &[];
         }
-        // SAFETY: `slots`/`cap_bits` describe a live mapping of 2^bits
+        // SAFETY: `slots`/`cap` describe a live mapping of `cap`
         // slots; they change only under the exclusive gate, which cannot be
         // held while the caller is inside the gate (enter/leave bracket every
         // call), and the gate's Acquire/Release orders the publication.
-        unsafe { std::slice::from_raw_parts(ptr, 1 << bits) }
+        unsafe { std::slice::from_raw_parts(ptr, cap) }
     }
 
     /// Replaces the slot array (exclusive gate held). Frees the old array.
     fn replace_slots(&self, new: Option<MappedArray<Slot>>) {
-        let old_bits = self.cap_bits.load(Ordering::Relaxed);
+        let old_cap = self.cap.load(Ordering::Relaxed);
         let old_ptr = self.slots.load(Ordering::Relaxed);
         match new {
             Some(arr) => {
-                let bits = arr.len().trailing_zeros() as usize;
-                let (ptr, _) = arr.into_raw();
+                let (ptr, len) = arr.into_raw();
                 self.slots.store(ptr.as_ptr(), Ordering::Relaxed);
-                self.cap_bits.store(bits, Ordering::Relaxed);
+                self.cap.store(len, Ordering::Relaxed);
             }
             None => {
                 self.slots.store(std::ptr::null_mut(), Ordering::Relaxed);
-                self.cap_bits.store(0, Ordering::Relaxed);
+                self.cap.store(0, Ordering::Relaxed);
             }
         }
         if let Some(p) = std::ptr::NonNull::new(old_ptr) {
-            if old_bits != 0 {
+            if old_cap != 0 {
                 // SAFETY: the old array came from `MappedArray::into_raw` with
-                // 2^old_bits slots; the exclusive gate guarantees nobody is
+                // `old_cap` slots; the exclusive gate guarantees nobody is
                 // reading it, and it is no longer reachable from the shard.
-                drop(unsafe { MappedArray::from_raw(p, 1 << old_bits) });
+                drop(unsafe { MappedArray::from_raw(p, old_cap) });
             }
         }
     }
 
     fn capacity(&self) -> usize {
-        match self.cap_bits.load(Ordering::Relaxed) {
-            0 => 0,
-            b => 1 << b,
-        }
+        self.cap.load(Ordering::Relaxed)
     }
 }
 
@@ -434,6 +440,15 @@ fn forget_other_threads() {
 }
 
 #[inline]
+fn next_slot(i: usize, cap: usize) -> usize {
+    if i + 1 == cap {
+        0
+    } else {
+        i + 1
+    }
+}
+
+#[inline]
 fn hash(key: usize) -> u64 {
     // Fibonacci hashing of the pointer without its always-zero low bits.
     ((key as u64) >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -445,8 +460,9 @@ fn shard_of(h: u64) -> usize {
 }
 
 #[inline]
-fn home_slot(h: u64, cap_bits: usize) -> usize {
-    ((h << SHARD_BITS) >> (64 - cap_bits as u32)) as usize
+fn home_slot(h: u64, cap: usize) -> usize {
+    // Scale the hash bits not used for the shard into [0, cap).
+    ((u128::from(h << SHARD_BITS) * cap as u128) >> 64) as usize
 }
 
 /// The lock-free pointer → [`TraceValue`] table.
@@ -510,11 +526,10 @@ impl TraceTable {
     fn try_insert(shard: &Shard, h: u64, key: usize, packed: u64) -> Option<Inserted> {
         let slots = shard.slots();
         let cap = slots.len();
-        if cap == 0 || shard.used.load(Ordering::Relaxed) * 4 >= cap * 3 {
+        if cap == 0 || shard.used.load(Ordering::Relaxed) * 100 >= cap * MAX_LOAD {
             return None;
         }
-        let mask = cap - 1;
-        let mut i = home_slot(h, shard.cap_bits.load(Ordering::Relaxed));
+        let mut i = home_slot(h, cap);
         let mut tombstone: Option<usize> = None;
         let mut probes = 0;
         while probes < cap {
@@ -555,7 +570,7 @@ impl TraceTable {
             if k == TOMBSTONE && tombstone.is_none() {
                 tombstone = Some(i);
             }
-            i = (i + 1) & mask;
+            i = next_slot(i, cap);
             probes += 1;
         }
         None
@@ -581,8 +596,8 @@ impl TraceTable {
         let slots = shard.slots();
         let mut found = None;
         if !slots.is_empty() {
-            let mask = slots.len() - 1;
-            let mut i = home_slot(h, shard.cap_bits.load(Ordering::Relaxed));
+            let cap = slots.len();
+            let mut i = home_slot(h, cap);
             for _ in 0..slots.len() {
                 let slot = &slots[i];
                 let k = slot.key.load(Ordering::Acquire);
@@ -597,7 +612,7 @@ impl TraceTable {
                 if k == EMPTY {
                     break;
                 }
-                i = (i + 1) & mask;
+                i = next_slot(i, cap);
             }
         }
         shard.leave(pass);
@@ -618,30 +633,33 @@ impl TraceTable {
     fn rehash(shard: &Shard) -> bool {
         let old = shard.slots();
         let cap = old.len();
-        if cap != 0 && shard.used.load(Ordering::Relaxed) * 4 < cap * 3 {
+        if cap != 0 && shard.used.load(Ordering::Relaxed) * 100 < cap * MAX_LOAD {
             return true; // someone else grew it meanwhile
         }
         let live = old
             .iter()
             .filter(|s| s.key.load(Ordering::Relaxed) >= FIRST_KEY)
             .count();
-        // Aim for a load of at most 3/8 after the rehash, so the shard takes
-        // as many inserts again before its next rehash.
-        let want = ((live + 1) * 8 / 3).next_power_of_two().max(MIN_CAPACITY);
+        // Rehash to REHASH_LOAD (which also drops the tombstones), so the
+        // shard takes (MAX_LOAD - REHASH_LOAD)% of its capacity in inserts
+        // before the next rehash: amortised O(1).
+        let want = ((live + 1) * 100 / REHASH_LOAD)
+            .div_ceil(CAPACITY_STEP)
+            .saturating_mul(CAPACITY_STEP)
+            .max(MIN_CAPACITY);
         // SAFETY: Slot is two atomics, valid when zeroed (EMPTY, value 0).
         let Some(new) = (unsafe { MappedArray::<Slot>::zeroed(want) }) else {
             return false;
         };
-        let bits = want.trailing_zeros() as usize;
-        let mask = want - 1;
+
         for s in old {
             let k = s.key.load(Ordering::Relaxed);
             if k < FIRST_KEY {
                 continue;
             }
-            let mut i = home_slot(hash(k), bits);
+            let mut i = home_slot(hash(k), want);
             while new[i].key.load(Ordering::Relaxed) != EMPTY {
-                i = (i + 1) & mask;
+                i = next_slot(i, want);
             }
             new[i]
                 .value

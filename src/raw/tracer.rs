@@ -38,8 +38,10 @@ static STACKS: InternSet = InternSet::new(u32::MAX);
 /// table and shown to Python. Kept apart from the stacks so that the same
 /// frames seen at many depths (recursion) share one stack record.
 static TRACEBACKS: InternSet = InternSet::new(MAX_TRACEBACK);
-/// A raw stack (`[n, raw frames…]`) → stack id: the hot-path cache that
-/// makes a known stack cost one hash and one probe.
+/// A raw stack (`[n, raw frames…]`) → `total << 32 | traceback id` of its
+/// latest capture: the hot-path cache that makes a known stack cost one hash
+/// and one probe (the stack id is found through the traceback when the total
+/// changes).
 static RAW_STACKS: InternSet = InternSet::new(u32::MAX);
 
 /// Traceback ids of the two tracebacks that are not stacks.
@@ -117,6 +119,7 @@ pub fn clear_all(interned: bool) {
     let quiet = TRACES.quiesce();
     quiet.clear();
     if interned {
+        GENERATION.fetch_add(1, Ordering::Relaxed);
         // SAFETY: all gates are held: no hook is reading or inserting, and a
         // hook that enters later sees TRACING == false and touches nothing.
         unsafe {
@@ -249,20 +252,106 @@ fn intern_stack(buf: &mut [MaybeUninit<RawFrame>]) -> u32 {
     let frames = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<RawFrame>(), n + 1) };
     let key = frames_as_bytes(frames);
     let h = hash_frames(frames);
-    let stack = match RAW_STACKS.find(h, key) {
-        Some(hit) => Some(hit.value as u32),
-        None => {
-            // A stack never seen: resolve every frame (each frame once, ever).
-            let stack = resolve_and_intern(&frames[1..]);
-            if let Some(id) = stack {
-                RAW_STACKS.insert(h, key, u64::from(id));
+    // A raw stack's value caches its stack id and the traceback it had with
+    // the total seen last (see `RawStackValue`): in the common case that is
+    // the answer, one probe in all.
+    let (raw_id, stack) = match RAW_STACKS.find(h, key) {
+        Some(hit) => {
+            let v = RawStackValue::unpack(hit.value);
+            if v.total == total {
+                return v.traceback;
             }
-            stack
+            let stack = match v.stack {
+                Some(stack) => Some(stack),
+                None => TRACEBACKS
+                    .get(v.traceback)
+                    .and_then(|(k, _)| k.try_into().ok())
+                    .map(|w: [u8; 8]| (u64::from_le_bytes(w) >> 32) as u32),
+            };
+            (Some(hit.id), stack)
         }
+        // A stack never seen: resolve every frame (each frame once, ever).
+        None => (None, resolve_and_intern(&frames[1..])),
     };
-    stack
-        .and_then(|stack| intern_traceback(stack, total))
-        .unwrap_or_else(|| OVERFLOW_TB.load(Ordering::Relaxed))
+    let Some(stack) = stack else {
+        return OVERFLOW_TB.load(Ordering::Relaxed);
+    };
+    let Some(tb) = cached_traceback(stack, total) else {
+        return OVERFLOW_TB.load(Ordering::Relaxed);
+    };
+    let value = RawStackValue {
+        stack: Some(stack),
+        total,
+        traceback: tb,
+    }
+    .pack();
+    match raw_id {
+        Some(id) => RAW_STACKS.set_value(id, value),
+        None => {
+            RAW_STACKS.insert(h, key, value);
+        }
+    }
+    tb
+}
+
+/// What a raw stack's record remembers: its stack id (when it fits in 24
+/// bits; else it is found through the traceback) and its latest
+/// `(total_nframe, traceback id)`.
+struct RawStackValue {
+    stack: Option<u32>,
+    total: u32,
+    traceback: u32,
+}
+
+impl RawStackValue {
+    const NO_STACK: u64 = (1 << 24) - 1;
+
+    fn pack(&self) -> u64 {
+        let stack = match self.stack {
+            Some(s) if u64::from(s) < Self::NO_STACK => u64::from(s),
+            _ => Self::NO_STACK,
+        };
+        (stack << 40) | (u64::from(self.total.min(0xFFFF)) << 24) | u64::from(self.traceback)
+    }
+
+    fn unpack(v: u64) -> Self {
+        let stack = v >> 40;
+        RawStackValue {
+            stack: (stack != Self::NO_STACK).then_some(stack as u32),
+            total: ((v >> 24) & 0xFFFF) as u32,
+            traceback: (v & u64::from(MAX_TRACEBACK)) as u32,
+        }
+    }
+}
+
+/// Bumped whenever the interning tables are reset, which invalidates every
+/// thread's `TB_CACHE`.
+static GENERATION: AtomicU32 = AtomicU32::new(1);
+const TB_CACHE_SLOTS: usize = 512;
+
+thread_local! {
+    /// Per thread, `(stack << 32 | total)` → `generation << 32 | traceback`:
+    /// a recursion revisits the same few hundred (stack, depth) pairs, and
+    /// this keeps them out of the shared table's cache misses. `const`, no
+    /// `Drop`.
+    static TB_CACHE: [std::cell::Cell<[u64; 2]>; TB_CACHE_SLOTS] =
+        const { [const { std::cell::Cell::new([0; 2]) }; TB_CACHE_SLOTS] };
+}
+
+fn cached_traceback(stack: u32, total: u32) -> Option<u32> {
+    let key = (u64::from(stack) << 32) | u64::from(total);
+    let generation = u64::from(GENERATION.load(Ordering::Relaxed));
+    let slot = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 55) as usize % TB_CACHE_SLOTS;
+    let hit = TB_CACHE.with(|c| {
+        let [k, v] = c[slot].get();
+        (k == key && v >> 32 == generation).then_some(v as u32)
+    });
+    if hit.is_some() {
+        return hit;
+    }
+    let tb = intern_traceback(stack, total)?;
+    TB_CACHE.with(|c| c[slot].set([key, (generation << 32) | u64::from(tb)]));
+    Some(tb)
 }
 
 /// The traceback id of `stack` seen with `total` frames on the stack.
