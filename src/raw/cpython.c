@@ -153,22 +153,48 @@ typedef struct {
 
 static __thread lg_depth_entry lg_depths[LG_DEPTH_SLOTS];
 
+/* `table` is lg_depths, fetched once per walk: each mention of a __thread
+ * variable in a shared library costs a call to __tls_get_addr. */
 static inline lg_depth_entry *
-depth_slot(const lg_frame_t *f)
+depth_slot(lg_depth_entry *table, const lg_frame_t *f)
 {
     uint64_t h = ((uint64_t)(uintptr_t)f >> 4) * UINT64_C(0x9E3779B97F4A7C15);
-    return &lg_depths[h >> (64 - 8)];
+    return &table[h >> (64 - 8)];
 }
 
 /*
- * Only frames on the thread's own data stack (3.11+) may vouch for a count:
- * there a frame's address is its place in one contiguous stack, so the same
- * address, code, position and caller address, four frames in a row, are the
- * same stack. Frames that live in heap objects — generator and coroutine
- * frames, and every frame before 3.11, which are recycled through free
- * lists — can show the same four frames at another depth, so they never
- * match and the stack is walked.
+ * Only frames on a stack may vouch for a count. From 3.11 Python frames
+ * live on the thread's data stack, where a frame's address is its offset in
+ * one contiguous stack, so four frames in a row with the same addresses,
+ * codes, positions and caller addresses sit on the same number of bytes of
+ * frames below. A different count would need a different set of frames
+ * below that adds up to exactly the same size, under a frame at the same
+ * address calling the same four frames at the same instructions; we accept
+ * that risk for total_nframe, which
+ * no grouping or diff uses. Generator and coroutine frames live in heap
+ * objects that are recycled, so only frames found inside the thread's
+ * data-stack chunks can match. Before 3.11 every frame is a heap object
+ * recycled through free lists, where such line-ups are common (a recursion
+ * reuses its frames' addresses in order), so 3.9 and 3.10 always walk.
  */
+#if PY_VERSION_HEX >= 0x030B0000
+/* The calling thread's data-stack chunks, newest first (set per capture). */
+static __thread const _PyStackChunk *lg_chunks;
+
+/* Whether `f` lives in one of the thread's data-stack chunks (rather than in
+ * a generator or coroutine object on the heap, or on the C stack). */
+static inline int
+on_data_stack(const lg_frame_t *f)
+{
+    for (const _PyStackChunk *c = lg_chunks; c != NULL; c = c->previous) {
+        if ((const char *)f >= (const char *)c && (const char *)f < (const char *)c + c->size) {
+            return 1;
+        }
+    }
+    return 0;
+}
+#endif
+
 static inline int
 depth_matches(const lg_depth_entry *e, lg_frame_t *f)
 {
@@ -177,8 +203,8 @@ depth_matches(const lg_depth_entry *e, lg_frame_t *f)
     (void)f;
     return 0;
 #else
-    return e->frame == f && f->owner == FRAME_OWNED_BY_THREAD && e->code == LG_CODE(f)
-           && e->pos == LG_POS(f) && e->back == (const void *)LG_NEXT(f);
+    return e->frame == f && e->code == LG_CODE(f) && e->pos == LG_POS(f)
+           && e->back == (const void *)LG_NEXT(f) && on_data_stack(f);
 #endif
 }
 
@@ -193,14 +219,14 @@ static __thread lg_depth_entry lg_last[LG_RUN];
 static __thread int lg_last_len;
 
 static inline int
-last_matches(lg_frame_t *k)
+last_matches(const lg_depth_entry *last, int len, lg_frame_t *k)
 {
-    if (lg_last_len == 0 || lg_last[0].frame != k) {
+    if (len == 0 || last[0].frame != k) {
         return 0;
     }
     lg_frame_t *f = k;
-    for (int i = 0; i < lg_last_len; i++, f = LG_NEXT(f)) {
-        if (f == NULL || !depth_matches(&lg_last[i], f)) {
+    for (int i = 0; i < len; i++, f = LG_NEXT(f)) {
+        if (f == NULL || !depth_matches(&last[i], f)) {
             return 0;
         }
     }
@@ -225,19 +251,20 @@ count_from(lg_frame_t *k)
         return c;
     }
 #endif
-    if (last_matches(k)) {
-        return lg_last[0].count;
+    lg_depth_entry *last = lg_last;
+    if (last_matches(last, lg_last_len, k)) {
+        return last[0].count;
     }
     uint32_t total = count_from_table(k);
     /* Remember k and the frames under it, with their counts. */
     uint32_t c = total;
     int i = 0;
     for (lg_frame_t *f = k; f != NULL && i < LG_RUN; f = LG_NEXT(f), i++) {
-        lg_last[i].frame = f;
-        lg_last[i].code = LG_CODE(f);
-        lg_last[i].back = LG_NEXT(f);
-        lg_last[i].pos = LG_POS(f);
-        lg_last[i].count = c;
+        last[i].frame = f;
+        last[i].code = LG_CODE(f);
+        last[i].back = LG_NEXT(f);
+        last[i].pos = LG_POS(f);
+        last[i].count = c;
         c -= LG_COUNTED(f);
     }
     lg_last_len = i;
@@ -258,9 +285,10 @@ count_from_table(lg_frame_t *k)
     const lg_depth_entry *prev_entry = NULL;
     uint32_t prev_counted = 0;
     int found = 0;
+    lg_depth_entry *table = lg_depths;
 
     for (lg_frame_t *f = k; f != NULL; f = LG_NEXT(f)) {
-        lg_depth_entry *e = depth_slot(f);
+        lg_depth_entry *e = depth_slot(table, f);
         uint32_t counted = LG_COUNTED(f);
         if (npath < LG_PATH) {
             path[npath] = f;
@@ -298,7 +326,7 @@ count_from_table(lg_frame_t *k)
         if (path_above[i] >= run_above || path_above[i] >= total) {
             break;
         }
-        lg_depth_entry *e = depth_slot(f);
+        lg_depth_entry *e = depth_slot(table, f);
         e->frame = f;
         e->code = LG_CODE(f);
         e->back = LG_NEXT(f);
@@ -471,6 +499,7 @@ lg_capture_stack(lg_raw_frame *out, int max, uint32_t *total)
              * tracemalloc would skip it).
              */
             if (total != NULL) {
+                lg_chunks = tstate->datastack_chunk;
                 count = saturating_add(count, count_from(frame));
             }
             break;
