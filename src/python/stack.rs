@@ -32,9 +32,8 @@ pub fn resolved_stack(py: Python<'_>, limit: usize) -> (Vec<(String, u32)>, u32)
     let resolved = frames[..written]
         .iter()
         .map(|frame| {
-            // SAFETY: the frames are still on the stack (our caller is
-            // waiting for us), so their code objects and filenames are alive;
-            // the GIL is held.
+            // SAFETY: GIL held and the frames are still on the stack (our
+            // caller waits for us): their code objects and filenames are alive.
             let (filename, lineno) = unsafe {
                 (
                     cpython::frame_filename(py, frame),

@@ -57,9 +57,8 @@ static INSTALLED: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
 
 #[inline(always)]
 fn saved(ctx: *mut c_void) -> &'static PyMemAllocatorEx {
-    // SAFETY: ctx is always the address of a published SAVED entry (we
-    // install our functions with no other ctx), which is 'static and never
-    // written again.
+    // SAFETY: we install our hooks only with ctx = a published SAVED entry,
+    // which is 'static and never written again.
     unsafe { &*(ctx as *const PyMemAllocatorEx) }
 }
 

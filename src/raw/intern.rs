@@ -73,9 +73,8 @@ impl ChunkedVec {
         if p.is_null() {
             return None;
         }
-        // SAFETY: a non-null chunk pointer is a live mapping of
-        // `chunk_len(c)` AtomicU64s (published with Release after mapping),
-        // and `off < chunk_len(c)` by construction of `locate`.
+        // SAFETY: a published chunk maps `chunk_len(c)` AtomicU64s, and
+        // `off < chunk_len(c)` by construction of `locate`.
         Some(unsafe { &*p.add(off) }.load(Ordering::Acquire))
     }
 
@@ -266,9 +265,8 @@ impl InternSet {
             return None;
         }
         let loc = self.locs.get(id as usize)?;
-        // SAFETY: `locs[id]` was stored (Release) after the record was
-        // pushed, and `count` (Acquire above) after that; the header is
-        // HEADER bytes long.
+        // SAFETY: record `id` was pushed before `locs[id]` and `count` were
+        // published (Release; Acquire above); a header is HEADER bytes.
         let head = unsafe { self.arena.bytes(loc, HEADER) };
         let value = Self::value_at(head);
         let len = u64::from_le_bytes(head[16..24].try_into().ok()?) as usize;
@@ -284,10 +282,9 @@ impl InternSet {
             return;
         }
         if let Some(loc) = self.locs.get(id as usize) {
-            // SAFETY: record `id` exists (published before `count`); its
-            // value is the 8-aligned u64 at offset 8 (records are 8-aligned),
-            // only ever accessed atomically once published: readers load it
-            // through `value_at`.
+            // Its value is the 8-aligned u64 at offset 8, only ever accessed
+            // atomically once published (readers use `value_at`).
+            // SAFETY: record `id` exists (published before `count`).
             let head = unsafe { self.arena.bytes(loc, HEADER) };
             // SAFETY: as above: the aligned value word of a live record.
             let cell = unsafe { &*(head.as_ptr().add(8) as *const AtomicU64) };
@@ -296,9 +293,8 @@ impl InternSet {
     }
 
     fn value_at(head: &[u8]) -> u64 {
-        // SAFETY: `head` is a published record header: 8-aligned, HEADER
-        // bytes; its value word is read atomically because `set_value` may
-        // write it concurrently.
+        // Atomic because `set_value` may write the word concurrently.
+        // SAFETY: `head` is a published, 8-aligned record header of HEADER bytes.
         unsafe { &*(head.as_ptr().add(8) as *const AtomicU64) }.load(Ordering::Acquire)
     }
 
@@ -328,11 +324,10 @@ impl InternSet {
         if p.is_null() || bits == 0 {
             return &[];
         }
-        // SAFETY: `index` is published (Release) after `index_bits`, both
-        // describe a live mapping, and replaced indexes stay mapped until
-        // `reset`, which has no concurrent readers. A reader that pairs a
-        // newer `bits` with an older pointer only sees fewer slots than
-        // mapped, because indexes only grow.
+        // `index` is published after `index_bits`; replaced indexes stay
+        // mapped until `reset` (no concurrent readers); a newer `bits` with an
+        // older pointer is clamped by `mapped_len`, since indexes only grow.
+        // SAFETY: so `p` maps at least the slots this slice covers.
         unsafe { std::slice::from_raw_parts(p, (1usize << bits).min(self.mapped_len(p))) }
     }
 

@@ -249,10 +249,9 @@ impl Shard {
         if cap == 0 || ptr.is_null() {
             return &[];
         }
-        // SAFETY: `slots`/`cap` describe a live mapping of `cap`
-        // slots; they change only under the exclusive gate, which cannot be
-        // held while the caller is inside the gate (enter/leave bracket every
-        // call), and the gate's Acquire/Release orders the publication.
+        // `slots`/`cap` change only under the exclusive gate, which cannot be
+        // held while the caller is inside the gate; the gate orders them.
+        // SAFETY: so they describe a live mapping of `cap` slots.
         unsafe { std::slice::from_raw_parts(ptr, cap) }
     }
 
@@ -273,9 +272,8 @@ impl Shard {
         }
         if let Some(p) = std::ptr::NonNull::new(old_ptr) {
             if old_cap != 0 {
-                // SAFETY: the old array came from `MappedArray::into_raw` with
-                // `old_cap` slots; the exclusive gate guarantees nobody is
-                // reading it, and it is no longer reachable from the shard.
+                // The exclusive gate keeps every reader out of the old array.
+                // SAFETY: it came from `into_raw` with `old_cap` slots, unreachable now.
                 drop(unsafe { MappedArray::from_raw(p, old_cap) });
             }
         }
