@@ -11,6 +11,10 @@ The tracemalloc-compatible core works as the stdlib module does::
     for diff in after.compare_to(before, "lineno")[:10]:
         print(diff)
 
+Beyond tracemalloc: ``leakguard.hunt(work)`` runs ``work`` round after round
+and reports what keeps growing, where it was allocated and what holds it;
+``with leakguard.track() as t:`` measures one block.
+
 ``leakguard.tracemalloc`` is a drop-in replacement for the stdlib module; the
 functions and classes here are the same objects as there.
 """
@@ -21,7 +25,26 @@ import atexit
 from typing import Any
 
 from . import _leakguard
-from ._errors import LeakguardError, SnapshotError, TracingError, UsageError, UsageTypeError
+from ._errors import (
+    LeakError,
+    LeakguardError,
+    SnapshotError,
+    TracingError,
+    UsageError,
+    UsageTypeError,
+)
+from ._hunter import (
+    CycleReport,
+    Holder,
+    LeakReport,
+    LeakSite,
+    OpenDescriptor,
+    ResourceReport,
+    ResourceWarningRecord,
+    Tracker,
+    hunt,
+    track,
+)
 from .tracemalloc import (
     BaseFilter,
     DomainFilter,
@@ -66,12 +89,24 @@ __all__ = [
     "BaseFilter",
     "Filter",
     "DomainFilter",
+    # leak hunting
+    "hunt",
+    "track",
+    "Tracker",
+    "LeakReport",
+    "LeakSite",
+    "Holder",
+    "ResourceReport",
+    "OpenDescriptor",
+    "ResourceWarningRecord",
+    "CycleReport",
     # errors
     "LeakguardError",
     "TracingError",
     "SnapshotError",
     "UsageError",
     "UsageTypeError",
+    "LeakError",
 ]
 
 

@@ -12,6 +12,7 @@ __all__ = [
     "SnapshotError",
     "UsageError",
     "UsageTypeError",
+    "LeakError",
 ]
 
 
@@ -42,3 +43,16 @@ class UsageError(LeakguardError, ValueError):
 
 class UsageTypeError(LeakguardError, TypeError):
     """An argument has the wrong type."""
+
+
+class LeakError(LeakguardError, AssertionError):
+    """Memory, file descriptors or uncollectable garbage grew round after
+    round: raised by ``LeakReport.raise_if_leaking()``.
+
+    ``report`` is the :class:`leakguard.LeakReport`; the message is its text.
+    An ``AssertionError``, so test runners count it as a failed check.
+    """
+
+    def __init__(self, report: object) -> None:
+        super().__init__(str(report))
+        self.report = report

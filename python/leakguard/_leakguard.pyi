@@ -17,6 +17,7 @@ __all__ = [
     "_after_foreign_stop",
     "_hooks_position",
     "_consistency",
+    "_pause_thread",
     "is_tracing",
     "get_traceback_limit",
     "get_traced_memory",
@@ -110,6 +111,10 @@ class RawSnapshot:
 
 # Internals used by leakguard's own modules and tests.
 def _consistency() -> Tuple[int, int]: ...
+def _pause_thread(paused: bool) -> bool:
+    """Stop (``True``) or resume recording the calling thread's new blocks;
+    returns whether they were paused before. Frees are still seen."""
+
 def _before_foreign_stop() -> None: ...
 def _after_foreign_stop() -> None: ...
 def _hooks_position() -> str: ...

@@ -129,6 +129,15 @@ fn _consistency() -> (u64, u64) {
     tracer::consistency()
 }
 
+/// `_pause_thread(paused) -> bool`: stops (or resumes) recording the calling
+/// thread's new blocks, returning whether they were paused before. Frees are
+/// still seen. leakguard's own analysis runs paused, so its working data
+/// never appears among the traces it analyses.
+#[pyfunction]
+fn _pause_thread(paused: bool) -> bool {
+    hooks::set_thread_paused(paused)
+}
+
 #[pyfunction]
 fn is_tracing() -> bool {
     tracer::is_tracing()
@@ -219,6 +228,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_after_foreign_stop, m)?)?;
     m.add_function(wrap_pyfunction!(_hooks_position, m)?)?;
     m.add_function(wrap_pyfunction!(_consistency, m)?)?;
+    m.add_function(wrap_pyfunction!(_pause_thread, m)?)?;
     m.add_function(wrap_pyfunction!(is_tracing, m)?)?;
     m.add_function(wrap_pyfunction!(get_traceback_limit, m)?)?;
     m.add_function(wrap_pyfunction!(get_traced_memory, m)?)?;

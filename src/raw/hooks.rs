@@ -19,10 +19,26 @@ use std::cell::{Cell, UnsafeCell};
 use std::os::raw::c_void;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// `GUARD` bit: this thread is inside one of our hooks.
+const IN_HOOK: u8 = 1;
+/// `GUARD` bit: this thread's new blocks are not recorded (frees still are):
+/// leakguard's own analysis pauses itself so it never shows up in the traces.
+const PAUSED: u8 = 2;
+
 thread_local! {
-    /// Whether this thread is inside one of our hooks. `const`, no `Drop`:
-    /// safe to touch during thread teardown.
-    static IN_HOOK: Cell<bool> = const { Cell::new(false) };
+    /// This thread's hook state (`IN_HOOK` | `PAUSED`). One cell, so the hot
+    /// path reads a single thread-local. `const`, no `Drop`: safe to touch
+    /// during thread teardown.
+    static GUARD: Cell<u8> = const { Cell::new(0) };
+}
+
+/// Pauses (or resumes) recording of the calling thread's new blocks; returns
+/// whether it was paused. Blocks it frees are still forgotten, so the table
+/// never keeps a trace of freed memory.
+pub fn set_thread_paused(paused: bool) -> bool {
+    let g = GUARD.get();
+    GUARD.set(if paused { g | PAUSED } else { g & !PAUSED });
+    g & PAUSED != 0
 }
 
 const DOMAINS: [PyMemAllocatorDomain; 3] = [
@@ -62,15 +78,17 @@ fn saved(ctx: *mut c_void) -> &'static PyMemAllocatorEx {
     unsafe { &*(ctx as *const PyMemAllocatorEx) }
 }
 
-/// Runs `f` with the reentrancy guard set; returns None if it was set already.
+/// Runs `f` with the reentrancy guard set; returns None if it was set
+/// already. `f` is told whether new blocks are to be recorded.
 #[inline(always)]
-fn guarded<R>(f: impl FnOnce() -> R) -> Option<R> {
-    if IN_HOOK.get() {
+fn guarded<R>(f: impl FnOnce(bool) -> R) -> Option<R> {
+    let g = GUARD.get();
+    if g & IN_HOOK != 0 {
         return None;
     }
-    IN_HOOK.set(true);
-    let r = f();
-    IN_HOOK.set(false);
+    GUARD.set(g | IN_HOOK);
+    let r = f(g & PAUSED == 0);
+    GUARD.set(g);
     Some(r)
 }
 
@@ -82,9 +100,9 @@ extern "C" fn hook_malloc(ctx: *mut c_void, size: usize) -> *mut c_void {
     if !tracer::is_tracing_fast() {
         return malloc(a.ctx, size);
     }
-    guarded(|| {
+    guarded(|recording| {
         let p = malloc(a.ctx, size);
-        if !p.is_null() {
+        if recording && !p.is_null() {
             tracer::record(p as usize, size);
         }
         p
@@ -100,9 +118,9 @@ extern "C" fn hook_calloc(ctx: *mut c_void, nelem: usize, elsize: usize) -> *mut
     if !tracer::is_tracing_fast() {
         return calloc(a.ctx, nelem, elsize);
     }
-    guarded(|| {
+    guarded(|recording| {
         let p = calloc(a.ctx, nelem, elsize);
-        if !p.is_null() {
+        if recording && !p.is_null() {
             tracer::record(p as usize, nelem.saturating_mul(elsize));
         }
         p
@@ -118,7 +136,7 @@ extern "C" fn hook_realloc(ctx: *mut c_void, ptr: *mut c_void, size: usize) -> *
     if !tracer::is_tracing_fast() {
         return realloc(a.ctx, ptr, size);
     }
-    guarded(|| {
+    guarded(|recording| {
         // Forget the old block first: once realloc moves it, another thread
         // may be handed the old address.
         let old = if ptr.is_null() {
@@ -132,7 +150,7 @@ extern "C" fn hook_realloc(ctx: *mut c_void, ptr: *mut c_void, size: usize) -> *
             if let Some(v) = old {
                 tracer::restore(ptr as usize, v);
             }
-        } else {
+        } else if recording {
             tracer::record(p as usize, size);
         }
         p
@@ -148,7 +166,7 @@ extern "C" fn hook_free(ctx: *mut c_void, ptr: *mut c_void) {
     if ptr.is_null() || !tracer::is_tracing_fast() {
         return free(a.ctx, ptr);
     }
-    if guarded(|| {
+    if guarded(|_| {
         tracer::forget(ptr as usize);
         free(a.ctx, ptr);
     })

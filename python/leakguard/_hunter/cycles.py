@@ -1,0 +1,87 @@
+"""The cycle collector's side of a hunt.
+
+After each round the hunt runs a full collection with ``gc.DEBUG_SAVEALL``
+set: what the collector finds unreachable is then parked in ``gc.garbage``
+instead of freed, so its types can be counted; finalizers and weakref
+callbacks have already run, exactly as in a normal collection. The parked
+objects are released and a second collection frees them for real; whatever
+that one leaves in ``gc.garbage`` is uncollectable. Collections the
+interpreter runs by itself during a round are counted through
+``gc.callbacks`` (counts only: their objects are gone before anyone can look).
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any, Dict, List, Tuple
+
+
+def _type_name(obj: object) -> str:
+    cls = type(obj)
+    module = getattr(cls, "__module__", "")
+    if module in ("builtins", None, ""):
+        return cls.__qualname__
+    return f"{module}.{cls.__qualname__}"
+
+
+class CycleWatch:
+    """Counts what the cycle collector frees during the rounds."""
+
+    def __init__(self) -> None:
+        self._automatic = 0
+        self._collecting = False
+
+    def _callback(self, phase: str, info: Dict[str, Any]) -> None:
+        if phase == "stop" and not self._collecting:
+            self._automatic += int(info.get("collected", 0))
+
+    def __enter__(self) -> CycleWatch:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            gc.callbacks.remove(self._callback)
+        except ValueError:  # pragma: no cover - removed by the program
+            pass
+
+    def collect(self, count_types: bool) -> Tuple[int, Dict[str, int], int]:
+        """A full collection. Returns (objects the collector freed since the
+        last call, their types as far as this collection saw them, and
+        ``len(gc.garbage)`` after it)."""
+        flags = gc.get_debug()
+        kept = len(gc.garbage)
+        self._collecting = True
+        try:
+            types: Dict[str, int] = {}
+            if count_types:
+                gc.set_debug(flags | gc.DEBUG_SAVEALL)
+                try:
+                    gc.collect()
+                finally:
+                    gc.set_debug(flags)
+                found: List[object] = gc.garbage[kept:]
+                del gc.garbage[kept:]
+                for name in map(_type_name, found):
+                    types[name] = types.get(name, 0) + 1
+                freed = len(found)
+                found.clear()
+                # Released: this collection frees them (and parks the
+                # uncollectable ones in gc.garbage, as a normal one would).
+                gc.collect()
+            else:
+                freed = gc.collect()
+        finally:
+            self._collecting = False
+        freed += self._automatic
+        self._automatic = 0
+        return freed, types, len(gc.garbage)
+
+
+def garbage_types(start: int) -> Dict[str, int]:
+    """Types of the objects added to ``gc.garbage`` after index ``start``."""
+    types: Dict[str, int] = {}
+    for obj in gc.garbage[start:]:
+        name = _type_name(obj)
+        types[name] = types.get(name, 0) + 1
+    return types

@@ -1,0 +1,424 @@
+"""Holders: what keeps the objects of a leaking site alive.
+
+1. The site's live blocks come from the trace table (``_live_blocks``); the
+   native object walk (``_locate_objects``) finds live Python objects whose
+   own block, or a buffer they own (a list's item array, a dict's table), is
+   one of them: the *samples*.
+2. From the samples, a breadth-first search climbs the garbage collector's
+   referrers (``gc.get_referrers``, one call per level for every site at
+   once) until it meets a **root**: a module global, a class attribute, a
+   function (closure cell, default argument), an ``lru_cache``, a local
+   variable of a running thread's frame, an argument of the hunt, or
+   ``gc.garbage``. Breadth-first, so the chain reported is a shortest one.
+
+The search is bounded: at most :data:`MAX_DEPTH` levels, :data:`MAX_FRONTIER`
+objects per site and level, and a time budget; a site whose samples have no
+referrer the collector can see (held by native code only) gets no chain.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import gc
+import os
+import sys
+import threading
+import time
+import types
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .. import _leakguard as native
+from .report import Holder
+
+RawTraceback = Tuple[Tuple[str, int], ...]
+
+MAX_DEPTH = 14
+MAX_FRONTIER = 200
+SAMPLES_PER_SITE = 3
+BLOCKS_PER_TRACEBACK = 256
+CHAINS_PER_SITE = 2
+
+_OWN_DIR = os.path.normcase(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_LRU_TYPE = type(functools.lru_cache(maxsize=1)(lambda: None))
+_SIMPLE_KEYS = (str, int, float, bytes, bool, type(None))
+
+
+def _qualname(obj: Any) -> str:
+    module = getattr(obj, "__module__", None) or ""
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", "?")
+    return f"{module}.{name}" if module and module != "builtins" else str(name)
+
+
+def _type_name(obj: object) -> str:
+    return _qualname(type(obj))
+
+
+def describe(obj: object) -> str:
+    """``list, 1,200 items``: the type and, for builtin containers, the size.
+    Sizes come from the builtin types' own methods: no user code runs."""
+    name = _type_name(obj)
+    for base, unit in (
+        (dict, "items"),
+        (list, "items"),
+        (tuple, "items"),
+        (set, "items"),
+        (frozenset, "items"),
+        (collections.deque, "items"),
+        (str, "chars"),
+        (bytes, "bytes"),
+        (bytearray, "bytes"),
+    ):
+        if isinstance(obj, base):
+            n = base.__len__(obj)  # type: ignore[attr-defined]
+            if isinstance(obj, collections.deque) and obj.maxlen is not None:
+                return f"{name}, {n:,} items, maxlen={obj.maxlen:,}"
+            return f"{name}, {n:,} {unit}"
+    return name
+
+
+def _short(key: object) -> str:
+    if isinstance(key, _SIMPLE_KEYS):
+        text = repr(key)
+        return text if len(text) <= 40 else text[:37] + "..."
+    if isinstance(key, tuple) and all(isinstance(k, _SIMPLE_KEYS) for k in key):
+        text = repr(key)
+        return text if len(text) <= 40 else text[:37] + "...)"
+    return f"<{_type_name(key)}>"
+
+
+def _frame_locals(frame: types.FrameType) -> Dict[str, Any]:
+    try:
+        return dict(frame.f_locals)
+    except Exception:  # pragma: no cover - a proxy that cannot be read
+        return {}
+
+
+def step(parent: object, child: object) -> str:
+    """How ``parent`` refers to ``child``: ``[3]``, ``['key']``, ``.attr``…"""
+    if isinstance(parent, dict):
+        for k, v in dict.items(parent):
+            if v is child:
+                return f"[{_short(k)}]"
+            if k is child:
+                return "(a key)"
+    if isinstance(parent, (list, tuple)):
+        seq: Sequence[Any] = parent
+        for i in range(len(seq) - 1, -1, -1):
+            if seq[i] is child:
+                return f"[{i}]"
+    if isinstance(parent, collections.deque):
+        for i, v in enumerate(parent):
+            if v is child:
+                return f"[{i}]"
+    if isinstance(parent, (set, frozenset)):
+        return "{…}"
+    if isinstance(parent, types.CellType):
+        return ".cell_contents"
+    if isinstance(parent, types.FrameType):
+        for name, v in _frame_locals(parent).items():
+            if v is child:
+                return f"local {name!r}"
+    if isinstance(parent, (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)):
+        frame = getattr(parent, "gi_frame", None) or getattr(parent, "cr_frame", None)
+        frame = frame or getattr(parent, "ag_frame", None)
+        if frame is not None:
+            for name, v in _frame_locals(frame).items():
+                if v is child:
+                    return f"local {name!r}"
+    if isinstance(parent, types.FunctionType):
+        if parent.__closure__ is child:
+            return ".__closure__"
+        if parent.__defaults__ is child:
+            return ".__defaults__"
+        if parent.__kwdefaults__ is child:
+            return ".__kwdefaults__"
+        if parent.__dict__ is child:
+            return ".__dict__"
+    if isinstance(parent, types.MethodType):
+        return ".__self__" if parent.__self__ is child else ".__func__"
+    if isinstance(parent, _LRU_TYPE):
+        return "[cached]"
+    if isinstance(parent, type):
+        if child is parent.__dict__ or isinstance(child, dict):
+            return ".__dict__"
+    try:
+        attrs = object.__getattribute__(parent, "__dict__")
+    except AttributeError:
+        attrs = None
+    if isinstance(attrs, dict):
+        if attrs is child:
+            return ".__dict__"
+        for k, v in dict.items(attrs):
+            if v is child:
+                return f".{k}"
+    for cls in type(parent).__mro__:
+        for name in getattr(cls, "__slots__", ()) or ():
+            if isinstance(name, str):
+                try:
+                    if object.__getattribute__(parent, name) is child:
+                        return f".{name}"
+                except AttributeError:
+                    continue
+    return "→"
+
+
+class _Roots:
+    """Objects that are roots by identity: module namespaces, the locals of
+    running frames, the hunt's arguments, ``gc.garbage``."""
+
+    def __init__(self, arguments: Sequence[Tuple[str, object]]) -> None:
+        self.module_dicts: Dict[int, str] = {}
+        for name, module in list(sys.modules.items()):
+            ns = getattr(module, "__dict__", None)
+            if isinstance(module, types.ModuleType) and isinstance(ns, dict):
+                self.module_dicts.setdefault(id(ns), name)
+        self.values: Dict[int, Tuple[str, str]] = {}
+        self._keep: List[object] = []  # what `values` names stays alive while we look
+        for label, value in arguments:
+            self._add(value, "hunt argument", label)
+        names = {t.ident: t.name for t in threading.enumerate()}
+        for ident, frame in sys._current_frames().items():
+            thread = names.get(ident, f"thread {ident}")
+            f: Optional[types.FrameType] = frame
+            while f is not None:
+                if not _is_own_file(f.f_code.co_filename):
+                    for var, value in _frame_locals(f).items():
+                        self._add(
+                            value,
+                            "thread stack",
+                            f"{thread}: {f.f_code.co_name}() local {var!r}",
+                        )
+                f = f.f_back
+            del frame
+        self._add(gc.garbage, "gc.garbage", "gc.garbage")
+
+    def _add(self, value: object, kind: str, label: str) -> None:
+        if isinstance(value, (int, float, str, bytes, bool, type(None))):
+            return
+        if id(value) not in self.values:
+            self.values[id(value)] = (kind, label)
+            self._keep.append(value)
+
+
+def _is_own_file(filename: str) -> bool:
+    return os.path.normcase(filename).startswith(_OWN_DIR + os.sep)
+
+
+class _Search:
+    """The breadth-first climb, for every site at once."""
+
+    def __init__(self, roots: _Roots) -> None:
+        self.roots = roots
+        self.nodes: List[object] = []
+        self.parent: List[int] = []
+        self.site: List[int] = []
+        self.seen: Dict[Tuple[int, int], int] = {}
+        self.chains: Dict[int, List[Holder]] = {}
+        self.ignored = {id(self.nodes), id(roots._keep)}
+
+    def add(self, obj: object, parent: int, site: int) -> int:
+        key = (id(obj), site)
+        if key in self.seen:
+            return -1
+        index = len(self.nodes)
+        self.nodes.append(obj)
+        self.parent.append(parent)
+        self.site.append(site)
+        self.seen[key] = index
+        return index
+
+    def root_of(self, index: int) -> Optional[Holder]:
+        """The chain ending at node ``index`` if that node is a root."""
+        obj = self.nodes[index]
+        child = self.parent[index]
+        if isinstance(obj, types.FunctionType) and child >= 0:
+            return self._function_chain(obj, index)
+        known = self.roots.values.get(id(obj))
+        if known is not None:
+            return self._chain(known[0], known[1], index)
+        if id(obj) in self.roots.module_dicts and child >= 0:
+            module = self.roots.module_dicts[id(obj)]
+            key = step(obj, self.nodes[child])
+            name = key[2:-2] if key.startswith("['") else key
+            return self._chain("module global", f"{module}.{name}", child)
+        if isinstance(obj, type) and child >= 0:
+            ns = self.nodes[child]
+            grandchild = self.parent[child]
+            if isinstance(ns, dict) and grandchild >= 0:
+                key = step(ns, self.nodes[grandchild])
+                name = key[2:-2] if key.startswith("['") else key
+                return self._chain("class attribute", f"{_qualname(obj)}.{name}", grandchild)
+            return self._chain("class", _qualname(obj), index)
+        if isinstance(obj, _LRU_TYPE):
+            try:
+                maxsize = obj.cache_info().maxsize
+            except Exception:  # pragma: no cover - a foreign lru_cache
+                maxsize = None
+            holder = self._chain(
+                "lru_cache", f"lru_cache {_qualname(obj)} (maxsize={maxsize})", index
+            )
+            if maxsize is not None:
+                holder = Holder(holder.kind, holder.root, holder.steps, holder.nodes, True)
+            return holder
+        return None
+
+    def _path(self, index: int) -> List[int]:
+        path = []
+        while index >= 0:
+            path.append(index)
+            index = self.parent[index]
+        return path  # root end first, the sample last
+
+    def _chain(self, kind: str, label: str, index: int) -> Holder:
+        path = self._path(index)
+        steps: List[str] = []
+        nodes = [describe(self.nodes[path[0]])]
+        bounded = _bounded(self.nodes[path[0]])
+        i = 0
+        while i + 1 < len(path):
+            parent, child = self.nodes[path[i]], self.nodes[path[i + 1]]
+            s = step(parent, child)
+            # an instance's __dict__ then a key reads better as one attribute
+            if s == ".__dict__" and i + 2 < len(path) and not isinstance(parent, type):
+                key = step(child, self.nodes[path[i + 2]])
+                if key.startswith("['") and key.endswith("']"):
+                    steps.append("." + key[2:-2])
+                    nodes.append(describe(self.nodes[path[i + 2]]))
+                    bounded = bounded or _bounded(self.nodes[path[i + 2]])
+                    i += 2
+                    continue
+            steps.append(s)
+            nodes.append(describe(child))
+            bounded = bounded or _bounded(child)
+            i += 1
+        return Holder(kind, label, tuple(steps), tuple(nodes), bounded)
+
+    def _function_chain(self, func: types.FunctionType, index: int) -> Holder:
+        path = self._path(index)
+        label = _qualname(func)
+        child = self.nodes[path[1]]
+        if child is func.__closure__ and len(path) > 3:
+            cell = self.nodes[path[2]]
+            names = func.__code__.co_freevars
+            closure = func.__closure__ or ()
+            var = next((n for n, c in zip(names, closure) if c is cell), "?")
+            rest = self._chain("closure", label, path[3])
+            return Holder(
+                "closure",
+                f"{label} closure variable {var!r}",
+                rest.steps,
+                rest.nodes,
+                rest.bounded,
+            )
+        if child is func.__defaults__ and len(path) > 2:
+            rest = self._chain("function", label, path[2])
+            pos = step(child, self.nodes[path[2]])
+            return Holder(
+                "default argument",
+                f"{label}.__defaults__{pos}",
+                rest.steps,
+                rest.nodes,
+                rest.bounded,
+            )
+        return self._chain("function", label, path[1])
+
+
+def _bounded(obj: object) -> bool:
+    return isinstance(obj, collections.deque) and obj.maxlen is not None
+
+
+def _is_call_tuple(obj: object, args: List[object]) -> bool:
+    """The argument tuple ``gc.get_referrers(*args)`` itself was called with."""
+    return (
+        type(obj) is tuple
+        and len(obj) == len(args)
+        and all(a is b for a, b in zip(obj, args))  # type: ignore[arg-type]
+    )
+
+
+def find_holders(
+    sites: Sequence[Sequence[RawTraceback]],
+    arguments: Sequence[Tuple[str, object]] = (),
+    budget: float = 1.5,
+) -> List[List[Holder]]:
+    """For each site (given by the tracebacks of its growing blocks), up to
+    :data:`CHAINS_PER_SITE` shortest chains from a root to its objects."""
+    deadline = time.perf_counter() + budget
+    result: List[List[Holder]] = [[] for _ in sites]
+    requests: List[RawTraceback] = []
+    owner: List[int] = []
+    for i, tracebacks in enumerate(sites):
+        for tb in tracebacks:
+            requests.append(tb)
+            owner.append(i)
+    if not requests:
+        return result
+    blocks: Dict[int, int] = {}
+    for i, addresses in enumerate(native._live_blocks(requests, BLOCKS_PER_TRACEBACK)):
+        for address in addresses:
+            blocks.setdefault(address, owner[i])
+    del requests
+    if not blocks:
+        return result
+
+    search = _Search(_Roots(arguments))
+    objects = gc.get_objects()
+    located = native._locate_objects(objects, blocks, SAMPLES_PER_SITE)
+    del objects
+    frontier: List[int] = []
+    for site, obj, _via_buffer in located:
+        index = search.add(obj, -1, site)
+        if index >= 0:
+            frontier.append(index)
+    del located
+    done = set()
+    for index in frontier:
+        _found(search, index, result, done)
+    frontier = [i for i in frontier if search.site[i] not in done]
+
+    for _depth in range(MAX_DEPTH):
+        if not frontier or time.perf_counter() > deadline:
+            break
+        targets = [search.nodes[i] for i in frontier]
+        by_id = {id(search.nodes[i]): i for i in frontier}
+        referrers = gc.get_referrers(*targets)
+        ignored = search.ignored | {id(targets), id(referrers), id(frontier)}
+        per_site: Dict[int, int] = {}
+        next_frontier: List[int] = []
+        for ref in referrers:
+            if id(ref) in ignored or _is_call_tuple(ref, targets):
+                continue
+            if isinstance(ref, types.FrameType) and _is_own_file(ref.f_code.co_filename):
+                continue
+            for child in gc.get_referents(ref):
+                child_index = by_id.get(id(child))
+                if child_index is None:
+                    continue
+                site = search.site[child_index]
+                if site in done or per_site.get(site, 0) >= MAX_FRONTIER:
+                    continue
+                index = search.add(ref, child_index, site)
+                if index < 0:
+                    continue
+                per_site[site] = per_site.get(site, 0) + 1
+                next_frontier.append(index)
+        del referrers, targets, by_id
+        level_done = set()
+        for index in next_frontier:
+            if search.site[index] not in done:
+                _found(search, index, result, level_done)
+        done |= level_done
+        frontier = [i for i in next_frontier if search.site[i] not in done]
+    return result
+
+
+def _found(search: _Search, index: int, result: List[List[Holder]], done: set[int]) -> None:
+    site = search.site[index]
+    holder = search.root_of(index)
+    if holder is None:
+        return
+    chains = result[site]
+    if len(chains) < CHAINS_PER_SITE and all(str(h) != str(holder) for h in chains):
+        chains.append(holder)
+    done.add(site)

@@ -1,0 +1,235 @@
+"""``leakguard.hunt``: run the same work round after round and report what
+keeps growing.
+
+The method (the rules are in :mod:`.growth`, the attribution in :mod:`.sites`):
+
+1. run ``func`` ``warmup`` times, not judged: caches fill, imports happen;
+2. measure: a full collection (:mod:`.cycles`), then the live bytes and blocks
+   per allocation site from a snapshot, the open file descriptors and the
+   ``ResourceWarning``s (:mod:`.resources`);
+3. run ``func`` once more and measure again, ``rounds`` times;
+4. a site whose live size grows round after round is a leak: find what
+   holds its objects (:mod:`.holders`).
+
+Everything the hunt itself allocates is left unrecorded, so it never shows up
+among the traces it judges.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from .. import _leakguard as native
+from .._errors import UsageError, UsageTypeError
+from .._model import Traceback
+from .cycles import CycleWatch, garbage_types
+from .growth import growth_rule
+from .holders import find_holders
+from .report import CycleReport, LeakReport, LeakSite, ResourceReport, source_line
+from .resources import DescriptorCounter, WarningCapture, leaked_descriptors
+from .session import TracingSession, unrecorded
+from .sites import RawTraceback, Site, SiteResolver
+
+#: Frames kept per traceback during a hunt: enough to get from library code
+#: back to the user's line that called it.
+DEFAULT_NFRAME = 16
+
+#: Holder search budget in seconds, for all leaking sites together.
+HOLDER_BUDGET = 1.5
+
+#: Tracebacks per leaking site whose blocks seed the holder search.
+TRACEBACKS_PER_SITE = 4
+
+
+def _check_count(name: str, value: object, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UsageTypeError(f"hunt() argument {name!r} must be an int, not {type(value).__name__}")
+    if value < low:
+        raise UsageError(f"hunt() argument {name!r} must be at least {low}, got {value}")
+    return value
+
+
+class _Rounds:
+    """The measurements, one per round (index 0: after the warm-up)."""
+
+    def __init__(self, rounds: int) -> None:
+        self.n = rounds + 1
+        self.index = 0
+        self.resolver = SiteResolver()
+        self.sizes: Dict[Site, List[int]] = {}
+        self.counts: Dict[Site, List[int]] = {}
+        self.first: Dict[RawTraceback, int] = {}
+        self.last: Dict[RawTraceback, int] = {}
+        self.traced: List[int] = []
+        self.fds: List[int] = []
+        self.fd_sets: List[frozenset[int]] = []
+        self.collected: List[int] = []
+        self.cycle_types: List[Dict[str, int]] = []
+        self.garbage: List[int] = []
+        self.counter = DescriptorCounter()
+
+    def measure(self, cycles: CycleWatch, warned: WarningCapture) -> None:
+        i = self.index
+        with unrecorded():
+            warned.drain()
+        freed, types, garbage = cycles.collect(count_types=i > 0)
+        with unrecorded():
+            warned.drain()
+            if i > 0:
+                self.collected.append(freed)
+                self.cycle_types.append(types)
+            self.garbage.append(garbage)
+            fds = self.counter.open_fds()
+            if i in (0, self.n - 1):
+                self.fd_sets.append(fds)
+            self.fds.append(len(fds))
+            snapshot = native.take_snapshot()
+            stats = snapshot.statistics("traceback", False)
+            del snapshot
+            self.traced.append(native.get_traced_memory()[0])
+            per_tb = self.first if i == 0 else self.last if i == self.n - 1 else None
+            site_of = self.resolver.site
+            for size, count, tb in stats:
+                site = site_of(tb)
+                if site is None:
+                    continue
+                sizes = self.sizes.get(site)
+                if sizes is None:
+                    sizes = self.sizes[site] = [0] * self.n
+                    self.counts[site] = [0] * self.n
+                sizes[i] += size
+                self.counts[site][i] += count
+                if per_tb is not None:
+                    per_tb[tb] = size
+            del stats
+        self.index += 1
+
+    def growing(self) -> List[Tuple[Site, str, List[RawTraceback]]]:
+        """Sites that grew by the growth rule, most growth first, each with its
+        tracebacks that grew, most first."""
+        found = []
+        for site, sizes in self.sizes.items():
+            rule = growth_rule(sizes)
+            if rule is not None:
+                found.append((sizes[-1] - sizes[0], site, rule))
+        found.sort(key=lambda x: (-x[0], x[1]))
+        by_site: Dict[Site, List[Tuple[int, RawTraceback]]] = {site: [] for _, site, _ in found}
+        for tb, size in self.last.items():
+            site = self.resolver.site(tb)
+            bucket = by_site.get(site) if site is not None else None
+            if bucket is not None:
+                grew = size - self.first.get(tb, 0)
+                if grew > 0:
+                    bucket.append((grew, tb))
+        out = []
+        for _, site, rule in found:
+            tbs = sorted(by_site[site], key=lambda x: -x[0])
+            out.append((site, rule, [tb for _, tb in tbs]))
+        return out
+
+
+def hunt(
+    func: Callable[..., Any],
+    /,
+    *args: Any,
+    rounds: int = 5,
+    warmup: int = 2,
+    nframe: int = DEFAULT_NFRAME,
+    **kwargs: Any,
+) -> LeakReport:
+    """Run ``func(*args, **kwargs)`` ``warmup`` times, then ``rounds`` more
+    times, measuring after each round; report what grew round after round.
+
+    Returns a :class:`leakguard.LeakReport`: ``str(report)`` to read,
+    ``report.leaks`` / ``.resources`` / ``.cycles`` to inspect,
+    ``report.raise_if_leaking()`` to fail. The tracing state is left as it
+    was (a traced program keeps tracing, with its own ``nframe``); an
+    exception from ``func`` propagates unchanged. ``rounds``, ``warmup`` and
+    ``nframe`` are the hunt's own keywords, not passed to ``func``.
+    """
+    if not callable(func):
+        raise UsageTypeError(f"hunt() needs a callable to run, not {type(func).__name__}")
+    rounds = _check_count("rounds", rounds, 1)
+    warmup = _check_count("warmup", warmup, 0)
+    started = time.perf_counter()
+    with unrecorded():
+        measured = _Rounds(rounds)
+    with TracingSession(nframe) as session, WarningCapture(measured.resolver) as warned, CycleWatch() as cycles:
+        for _ in range(warmup):
+            func(*args, **kwargs)
+        measured.measure(cycles, warned)
+        for _ in range(rounds):
+            func(*args, **kwargs)
+            measured.measure(cycles, warned)
+        with unrecorded():
+            arguments: List[Tuple[str, object]] = [("func", func)]
+            arguments += [(f"args[{i}]", a) for i, a in enumerate(args)]
+            arguments += [(f"kwargs[{k!r}]", v) for k, v in kwargs.items()]
+            report = _report(measured, session.nframe, rounds, warmup, arguments, warned)
+    with unrecorded():
+        return _finish(report, time.perf_counter() - started)
+
+
+def _report(
+    measured: _Rounds,
+    nframe: int,
+    rounds: int,
+    warmup: int,
+    arguments: List[Tuple[str, object]],
+    warned: WarningCapture,
+) -> LeakReport:
+    growing = measured.growing()
+    holders = find_holders(
+        [tbs[:TRACEBACKS_PER_SITE] for _, _, tbs in growing], arguments, HOLDER_BUDGET
+    )
+    leaks: List[LeakSite] = []
+    bounded: List[LeakSite] = []
+    for (site, rule, tbs), chains in zip(growing, holders):
+        filename, lineno = site
+        top: Optional[RawTraceback] = tbs[0] if tbs else None
+        leak = LeakSite(
+            filename=filename,
+            lineno=lineno,
+            line=source_line(filename, lineno),
+            traceback=Traceback(top if top is not None else (site,)),
+            sizes=tuple(measured.sizes[site]),
+            counts=tuple(measured.counts[site]),
+            rule=rule,
+            holders=tuple(chains),
+        )
+        (bounded if chains and all(h.bounded for h in chains) else leaks).append(leak)
+    fd_rule = growth_rule(measured.fds) if measured.counter.directory else None
+    leaked_fds: Tuple[Any, ...] = ()
+    if len(measured.fd_sets) == 2:
+        leaked_fds = leaked_descriptors(measured.counter, *measured.fd_sets, measured.resolver)
+    resources = ResourceReport(
+        fds=tuple(measured.fds) if measured.counter.directory else (),
+        rule=fd_rule,
+        leaked=leaked_fds,
+        warnings=warned.records(),
+    )
+    cycles = CycleReport(
+        collected=tuple(measured.collected),
+        types=tuple(measured.cycle_types),
+        uncollectable=tuple(measured.garbage),
+        uncollectable_types=garbage_types(measured.garbage[0]),
+        rule=growth_rule(measured.garbage),
+    )
+    return LeakReport(
+        rounds=rounds,
+        warmup=warmup,
+        nframe=nframe,
+        duration=0.0,
+        traced=tuple(measured.traced),
+        leaks=tuple(leaks),
+        bounded=tuple(bounded),
+        resources=resources,
+        cycles=cycles,
+    )
+
+
+def _finish(report: LeakReport, duration: float) -> LeakReport:
+    import dataclasses
+
+    return dataclasses.replace(report, duration=duration)

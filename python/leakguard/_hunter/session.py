@@ -1,0 +1,62 @@
+"""Tracing for the length of a hunt or a tracked block, leaving the user's
+tracing state as it was; and running leakguard's own work unrecorded."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Optional, Type
+
+from .. import _leakguard as native
+from ..tracemalloc import _check_nframe
+
+
+class unrecorded:  # noqa: N801 - used like a function: ``with unrecorded():``
+    """Blocks this thread allocates inside are not recorded (frees still are),
+    so the analysis never finds its own working data among the traces."""
+
+    __slots__ = ("_was",)
+
+    def __enter__(self) -> None:
+        self._was = native._pause_thread(True)
+
+    def __exit__(self, *exc: object) -> None:
+        native._pause_thread(self._was)
+
+
+class TracingSession:
+    """Traces with at least ``nframe`` frames while open.
+
+    If the program was tracing already, its traces are kept and only the
+    frame limit is raised; on close the limit goes back. If it was not, tracing
+    starts and stops again on close. Either way the state after is the state
+    before, also when the traced code raised or stopped tracing itself.
+    """
+
+    def __init__(self, nframe: int) -> None:
+        self.requested = _check_nframe(nframe)
+        self.nframe = self.requested
+        self._was_tracing = False
+        self._old_nframe = 0
+
+    def __enter__(self) -> TracingSession:
+        self._was_tracing = native.is_tracing()
+        if self._was_tracing:
+            self._old_nframe = native.get_traceback_limit()
+            self.nframe = max(self.requested, self._old_nframe)
+            if self.nframe != self._old_nframe:
+                native.start(self.nframe)  # while tracing: changes the limit, keeps the traces
+        else:
+            native.start(self.nframe)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        if self._was_tracing:
+            if not native.is_tracing() or native.get_traceback_limit() != self._old_nframe:
+                native.start(self._old_nframe)
+        elif native.is_tracing():
+            native.stop()

@@ -1,0 +1,145 @@
+"""Allocation sites: which line a traced block is charged to, and which blocks
+the hunt leaves out.
+
+A block's *site* is the most recent frame of its traceback that is in the
+user's code: not in the standard library, not in an installed package, not
+frozen, not leakguard. A dict filled by ``json.loads`` called from
+``app.py:40`` is charged to ``app.py:40``, with the library frames kept in the
+traceback. When every captured frame is library code (``hunt(json.loads,
+text)``), the most recent frame is the site.
+
+Blocks whose most recent frame is in one of the interpreter's own caches
+(:data:`IGNORED_CACHES`) are left out: those caches fill on first use and are
+bounded or intended, and would otherwise show up as slow growth.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+from typing import Dict, Optional, Tuple
+
+Site = Tuple[str, int]
+RawTraceback = Tuple[Tuple[str, int], ...]
+
+#: Standard-library modules whose caches fill as a program runs, by the path
+#: relative to the standard library directory (a package name covers the
+#: package). A block allocated *directly* by their code is not judged.
+IGNORED_CACHES: Tuple[Tuple[str, str], ...] = (
+    ("re", "compiled pattern cache"),
+    ("re.py", "compiled pattern cache"),
+    ("sre_compile.py", "compiled pattern cache"),
+    ("sre_parse.py", "compiled pattern cache"),
+    ("linecache.py", "source line cache"),
+    ("typing.py", "generic alias caches"),
+    ("importlib", "import system"),
+    ("zipimport.py", "import system"),
+    ("abc.py", "ABC subclass caches"),
+    ("_weakrefset.py", "ABC subclass caches"),
+    ("functools.py", "singledispatch and cached_property caches"),
+    ("inspect.py", "module-by-file caches"),
+    ("encodings", "codec lookup cache"),
+    ("codecs.py", "codec lookup cache"),
+    ("warnings.py", "once-only warning registries"),
+    ("fnmatch.py", "pattern cache"),
+    ("_strptime.py", "format regex cache"),
+    ("tracemalloc.py", "stdlib tracemalloc"),
+)
+
+_IGNORED_TOP = frozenset(name for name, _ in IGNORED_CACHES)
+
+
+def _norm(path: str) -> str:
+    return os.path.normcase(os.path.abspath(path)) if path else ""
+
+
+def _library_dirs() -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+    """(standard library dirs, installed-package dirs), normalised, each ending in a separator."""
+    paths = sysconfig.get_paths()
+    stdlib = {paths.get("stdlib", ""), paths.get("platstdlib", ""), os.path.dirname(os.__file__)}
+    packages = {paths.get("purelib", ""), paths.get("platlib", "")}
+    try:
+        import site
+
+        packages.update(site.getsitepackages())
+        packages.add(site.getusersitepackages())
+    except (AttributeError, ImportError):  # pragma: no cover - embedded interpreters
+        pass
+    for p in list(sys.path):
+        if p.endswith(("site-packages", "dist-packages")):
+            packages.add(p)
+
+    def clean(dirs: set[str]) -> Tuple[str, ...]:
+        out = set()
+        for d in dirs:
+            if d:
+                for form in (_norm(d), _norm(os.path.realpath(d))):
+                    out.add(form.rstrip(os.sep) + os.sep)
+        return tuple(sorted(out, key=len, reverse=True))
+
+    return clean(stdlib), clean(packages)
+
+
+class SiteResolver:
+    """Charges tracebacks to sites, with the verdicts cached per file name."""
+
+    def __init__(self) -> None:
+        self._stdlib, self._packages = _library_dirs()
+        self._own = _norm(os.path.dirname(os.path.dirname(__file__))) + os.sep
+        # filename -> (is library code, is an ignored cache, is leakguard)
+        self._kinds: Dict[str, Tuple[bool, bool, bool]] = {}
+        self._sites: Dict[RawTraceback, Optional[Site]] = {}
+
+    def _kind(self, filename: str) -> Tuple[bool, bool, bool]:
+        kind = self._kinds.get(filename)
+        if kind is None:
+            kind = self._classify(filename)
+            self._kinds[filename] = kind
+        return kind
+
+    def _classify(self, filename: str) -> Tuple[bool, bool, bool]:
+        if filename.startswith("<frozen "):
+            module = filename[len("<frozen ") : -1].split(".")[0]
+            return True, module in _IGNORED_TOP or f"{module}.py" in _IGNORED_TOP, False
+        if filename.startswith("<"):
+            return False, False, False  # <string>, <stdin>, notebook cells: user code
+        path = _norm(filename)
+        if path.startswith(self._own):
+            return True, False, True
+        for d in self._packages:
+            if path.startswith(d):
+                return True, False, False
+        for d in self._stdlib:
+            if path.startswith(d):
+                top = path[len(d) :].split(os.sep, 1)[0]
+                return True, top in _IGNORED_TOP, False
+        return False, False, False
+
+    def is_library(self, filename: str) -> bool:
+        return self._kind(filename)[0]
+
+    def site(self, traceback: RawTraceback) -> Optional[Site]:
+        """The site of a traceback (most recent frame first), or None when the
+        block is left out: allocated by an interpreter cache or by leakguard."""
+        try:
+            return self._sites[traceback]
+        except KeyError:
+            pass
+        site = self._resolve(traceback)
+        self._sites[traceback] = site
+        return site
+
+    def _resolve(self, traceback: RawTraceback) -> Optional[Site]:
+        if not traceback:
+            return ("<unknown>", 0)
+        library, ignored, own = self._kind(traceback[0][0])
+        if ignored or own:
+            return None
+        for filename, lineno in traceback:
+            library, _, own = self._kind(filename)
+            if own:
+                break  # the frames above leakguard's were all library code
+            if not library:
+                return (filename, lineno)
+        return traceback[0]

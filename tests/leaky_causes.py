@@ -1,0 +1,206 @@
+"""Programs with one leak each (and controls without), for the hunter's tests.
+
+Each leaking line carries a ``# LEAK: name`` comment and each control a
+``# CONTROL: name`` comment, so tests find their line numbers by name.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import queue
+import random
+import threading
+from typing import Any, Dict, List, Optional
+
+# --- a global list that keeps growing ---------------------------------------
+
+EVENTS: List[Dict[str, Any]] = []
+
+
+def record_events(n: int = 200) -> None:
+    for i in range(n):
+        scratch = {"tmp": i, "other": str(i)}  # CONTROL: scratch-dict
+        del scratch
+        EVENTS.append({"event": i, "kind": "click"})  # LEAK: global-list
+
+
+# --- an unbounded per-request cache -----------------------------------------
+
+PAGES: Dict[int, str] = {}
+
+
+class Renderer:
+    def __init__(self) -> None:
+        self.next_request = 0
+
+    def serve(self, n: int = 100) -> None:
+        for _ in range(n):
+            rid = self.next_request
+            self.next_request += 1
+            PAGES[rid] = "<html>" + "page %d " % rid * 8  # LEAK: unbounded-cache
+
+
+# --- a bounded lru_cache, a cache that fills once, pure churn ----------------
+
+
+@functools.lru_cache(maxsize=64)
+def lookup(key: int) -> str:
+    return "value %05d" % key * 4  # CONTROL: bounded-lru
+
+
+def use_bounded_cache(n: int = 300) -> None:
+    for i in range(n):
+        lookup(i % 200)
+
+
+COUNTRIES: Dict[str, str] = {}
+
+
+def use_fill_once_cache() -> None:
+    if not COUNTRIES:
+        for i in range(2000):
+            COUNTRIES["C%04d" % i] = "country %d" % i  # CONTROL: fill-once
+
+
+def churn(seed: int = 0) -> None:
+    rng = random.Random(seed)
+    for _ in range(300):
+        junk = [str(rng.random()) * rng.randint(1, 20) for _ in range(10)]  # CONTROL: churn
+        table = {i: (i, str(i)) for i in range(rng.randint(1, 30))}
+        del junk, table
+
+
+@functools.lru_cache(maxsize=100_000)
+def slow_fill(key: int) -> str:
+    return "cached %07d" % key * 3  # BOUNDED: large-lru
+
+
+class Paginator:
+    def __init__(self) -> None:
+        self.i = 0
+
+    def step(self, n: int = 50) -> None:
+        for _ in range(n):
+            slow_fill(self.i)
+            self.i += 1
+
+
+# --- a reference cycle whose __del__ keeps it in a registry ------------------
+
+GRAVEYARD: List[Node] = []
+
+
+class Node:
+    def __init__(self) -> None:
+        self.peer = Peer(self)
+        self.payload = [0] * 40
+
+    def __del__(self) -> None:
+        GRAVEYARD.append(self)  # resurrected: it never goes away
+
+
+class Peer:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+
+def make_cycles(n: int = 20) -> None:
+    for _ in range(n):
+        Node()  # LEAK: cycle-del
+
+
+class Pair:
+    def __init__(self) -> None:
+        self.other: Optional[Pair] = None
+
+
+def cycle_churn(n: int = 50) -> None:
+    for _ in range(n):
+        a, b = Pair(), Pair()  # CONTROL: cycle-churn
+        a.other, b.other = b, a
+
+
+def uncollectable(n: int = 10) -> None:
+    # With DEBUG_SAVEALL the collector keeps what it finds in gc.garbage.
+    assert gc.get_debug() & gc.DEBUG_SAVEALL
+    cycle_churn(n)
+
+
+# --- unclosed files -----------------------------------------------------------
+
+HANDLES: List[Any] = []
+
+
+def open_and_keep(path: str) -> None:
+    HANDLES.append(open(path))  # LEAK: open-file
+
+
+def open_and_drop(path: str) -> int:
+    return len(open(path).read())  # LEAK: unclosed-file
+
+
+def open_and_close(path: str) -> int:
+    with open(path) as f:  # CONTROL: closed-file
+        return len(f.read())
+
+
+# --- a slow leak in a worker loop ---------------------------------------------
+
+
+class Worker(threading.Thread):
+    def __init__(self) -> None:
+        super().__init__(name="job-worker", daemon=True)
+        self.jobs: queue.Queue[Optional[int]] = queue.Queue()
+        self.retries: Dict[int, str] = {}
+
+    def run(self) -> None:
+        while True:
+            job = self.jobs.get()
+            try:
+                if job is None:
+                    return
+                if job % 7 == 0:
+                    self.retries[job] = "job %d failed once" % job  # LEAK: worker
+            finally:
+                self.jobs.task_done()
+
+
+class JobSource:
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.next_job = 0
+
+    def submit(self, n: int = 70) -> None:
+        for _ in range(n):
+            self.worker.jobs.put(self.next_job)
+            self.next_job += 1
+        self.worker.jobs.join()
+
+
+# --- a closure and a mutable default -------------------------------------------
+
+
+def make_handler() -> Any:
+    seen: List[str] = []
+
+    def handler(n: int = 30) -> None:
+        for i in range(n):
+            seen.append("request %d" % i * 3)  # LEAK: closure
+
+    return handler
+
+
+def remember(n: int = 30, _memo: Dict[int, List[int]] = {}) -> None:  # noqa: B006
+    base = len(_memo)
+    for i in range(n):
+        _memo[base + i] = [i] * 5  # LEAK: default-arg
+
+
+class Registry:
+    items: List[bytes] = []
+
+    @classmethod
+    def register(cls, n: int = 30) -> None:
+        for i in range(n):
+            cls.items.append(b"x" * (100 + i % 5))  # LEAK: class-attr

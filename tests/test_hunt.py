@@ -1,0 +1,506 @@
+"""The leak hunter on real leaks: each seed cause is found with its line and
+its holder; bounded caches, warm-up-only caches and churn are not flagged."""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+import threading
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, List, Tuple
+
+import pytest
+
+import leakguard
+from leakguard import LeakError, LeakReport, LeakSite, TracingError, UsageError, UsageTypeError
+from leakguard._hunter.growth import ALL_BUT_ONE, EVERY_ROUND, growth_rule
+
+sys.path.insert(0, str(Path(__file__).parent))
+import leaky_causes as causes  # noqa: E402
+
+CAUSES_FILE = causes.__file__
+SOURCE = Path(CAUSES_FILE).read_text().splitlines()
+
+
+def line_of(tag: str) -> int:
+    """Line number of the line in leaky_causes.py tagged ``# ...: tag``."""
+    hits = [i for i, text in enumerate(SOURCE, 1) if text.rstrip().endswith(f": {tag}")]
+    assert len(hits) == 1, tag
+    return hits[0]
+
+
+def sites(report: LeakReport) -> List[Tuple[str, int]]:
+    return [(os.path.basename(s.filename), s.lineno) for s in report.leaks]
+
+
+def leak_at(report: LeakReport, tag: str) -> LeakSite:
+    line = line_of(tag)
+    for site in report.leaks:
+        if site.filename == CAUSES_FILE and site.lineno == line:
+            return site
+    raise AssertionError(f"no leak reported at {tag} (line {line}); got {sites(report)}\n{report}")
+
+
+def no_leak_at(report: LeakReport, *tags: str) -> None:
+    lines = {line_of(t) for t in tags}
+    flagged = [s for s in report.leaks if s.filename == CAUSES_FILE and s.lineno in lines]
+    assert not flagged, str(report)
+
+
+@pytest.fixture(autouse=True)
+def tracing_off() -> Iterator[None]:
+    assert not leakguard.is_tracing()
+    yield
+    assert not leakguard.is_tracing(), "a hunt left tracing on"
+
+
+@pytest.fixture
+def text_file(tmp_path: Path) -> str:
+    path = tmp_path / "data.txt"
+    path.write_text("some data\n" * 100)
+    return str(path)
+
+
+# --- the growth rule ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "series, rule",
+    [
+        ([10, 20, 30, 40, 50, 60], EVERY_ROUND),
+        ([10, 11], EVERY_ROUND),
+        ([10, 20, 20, 30, 40, 50], ALL_BUT_ONE),  # a round that did not grow (a resize step)
+        ([10, 20, 18, 30, 40, 50], ALL_BUT_ONE),  # a small setback
+        ([10, 20, 5, 30, 40, 50], None),  # a setback as big as the growth: noise
+        ([10, 20, 30, 40, 50, 50], None),  # stopped at the end
+        ([10, 20, 20, 30, 30, 40], None),  # two rounds without growth
+        ([10, 20, 20, 30], None),  # too few rounds to forgive one
+        ([50, 40, 30, 20, 10, 0], None),
+        ([10, 10, 10, 10, 10, 10], None),
+        ([10], None),
+        ([0, 100, 100, 100, 100, 100], None),  # a cache that filled once
+    ],
+)
+def test_growth_rule(series: List[int], rule: Any) -> None:
+    assert growth_rule(series) == rule
+
+
+# --- the seed causes -----------------------------------------------------------
+
+
+def test_global_list_is_found_with_line_and_holder() -> None:
+    causes.EVENTS.clear()
+    report = leakguard.hunt(causes.record_events)
+    leak = leak_at(report, "global-list")
+    assert leak.rule == EVERY_ROUND
+    assert leak.count_per_round >= 200  # a dict per event (and its keys)
+    assert leak.size_per_round > 200 * 50
+    assert len(leak.sizes) == 6 and leak.sizes == tuple(sorted(leak.sizes))
+    assert leak.line == 'EVENTS.append({"event": i, "kind": "click"})  # LEAK: global-list'
+    holder = leak.holders[0]
+    assert holder.kind == "module global"
+    assert holder.root == "leaky_causes.EVENTS"
+    assert str(holder).startswith("leaky_causes.EVENTS (list, ")
+    assert holder.steps[0].startswith("[") and holder.nodes[-1].startswith("dict")
+    # the temporary dict on the line before is not a leak, even though its
+    # memory is freed and reused every iteration
+    no_leak_at(report, "scratch-dict")
+    text = str(report)
+    assert f"leaky_causes.py:{line_of('global-list')}" in text
+    assert "held by: leaky_causes.EVENTS (list, " in text
+    causes.EVENTS.clear()
+
+
+def test_unbounded_cache_is_found() -> None:
+    renderer = causes.Renderer()
+    report = leakguard.hunt(renderer.serve)
+    leak = leak_at(report, "unbounded-cache")
+    assert leak.count_per_round >= 100
+    assert any(h.root == "leaky_causes.PAGES" for h in leak.holders), str(report)
+    causes.PAGES.clear()
+
+
+def test_controls_are_not_flagged() -> None:
+    def mixed() -> None:
+        causes.use_bounded_cache()
+        causes.use_fill_once_cache()
+        causes.churn()
+        causes.cycle_churn()
+
+    report = leakguard.hunt(mixed, rounds=6)
+    assert report.leaks == (), str(report)
+    assert not report.leaking
+    report.raise_if_leaking()  # does not raise
+
+
+def test_pure_churn_with_fresh_randomness_each_round_is_not_flagged() -> None:
+    seeds = iter(range(100))
+    report = leakguard.hunt(lambda: causes.churn(next(seeds)), rounds=8)
+    assert report.leaks == (), str(report)
+
+
+def test_bounded_cache_still_filling_is_not_a_leak() -> None:
+    pages = causes.Paginator()
+    report = leakguard.hunt(pages.step)
+    no_leak_at(report, "large-lru")
+    bounded = [s for s in report.bounded if s.lineno == line_of("large-lru")]
+    assert bounded, str(report)
+    assert bounded[0].holders[0].kind == "lru_cache"
+    assert "maxsize=100000" in bounded[0].holders[0].root
+    assert "bounded cache" in str(report)
+    causes.slow_fill.cache_clear()
+
+
+def test_cycle_with_del_kept_in_a_registry() -> None:
+    report = leakguard.hunt(causes.make_cycles)
+    leak = leak_at(report, "cycle-del")
+    assert any(h.root == "leaky_causes.GRAVEYARD" for h in leak.holders), str(report)
+    causes.GRAVEYARD.clear()
+    gc.collect()
+
+
+def test_cycle_churn_is_reported_as_information() -> None:
+    report = leakguard.hunt(causes.cycle_churn)
+    assert not report.leaking, str(report)
+    assert len(report.cycles.collected) == 5
+    assert all(n >= 100 for n in report.cycles.collected), report.cycles
+    assert all(t.get("leaky_causes.Pair", 0) >= 1 for t in report.cycles.types), report.cycles
+    assert "Cycles: the collector freed" in str(report)
+
+
+def test_growing_uncollectable_garbage_is_a_leak() -> None:
+    flags = gc.get_debug()
+    gc.set_debug(flags | gc.DEBUG_SAVEALL)
+    try:
+        report = leakguard.hunt(causes.uncollectable)
+    finally:
+        gc.set_debug(flags)
+        del gc.garbage[:]
+        gc.collect()
+    assert report.cycles.leaking
+    assert report.cycles.uncollectable == tuple(sorted(report.cycles.uncollectable))
+    assert report.cycles.uncollectable_types.get("leaky_causes.Pair", 0) >= 50
+    assert report.leaking
+    assert "uncollectable (gc.garbage)" in str(report)
+
+
+def test_open_files_kept_are_a_descriptor_leak(text_file: str) -> None:
+    try:
+        report = leakguard.hunt(causes.open_and_keep, text_file)
+    finally:
+        for f in causes.HANDLES:
+            f.close()
+        causes.HANDLES.clear()
+    assert report.resources.leaking
+    assert report.resources.fds == tuple(sorted(report.resources.fds))
+    assert report.resources.fds[-1] - report.resources.fds[0] == 5
+    leaked = report.resources.leaked
+    assert len(leaked) == 5
+    assert {d.site for d in leaked} == {(CAUSES_FILE, line_of("open-file"))}
+    assert all(d.owner == "FileIO" and d.target == text_file for d in leaked)
+    assert report.leaking
+    assert f"opened at {os.path.relpath(CAUSES_FILE)}:{line_of('open-file')}" in str(
+        report
+    ) or f"opened at {CAUSES_FILE}:{line_of('open-file')}" in str(report)
+
+
+def test_unclosed_files_give_resource_warnings_with_their_line(text_file: str) -> None:
+    report = leakguard.hunt(causes.open_and_drop, text_file)
+    assert not report.resources.leaking  # the finalizer closed them
+    (record,) = report.resources.warnings
+    assert record.count == 7  # warm-up rounds too
+    assert record.site == (CAUSES_FILE, line_of("unclosed-file"))
+    assert "unclosed file" in record.message
+    assert "ResourceWarning ×7" in str(report)
+
+
+def test_closed_files_are_clean(text_file: str) -> None:
+    report = leakguard.hunt(causes.open_and_close, text_file, rounds=6)
+    assert not report.leaking, str(report)
+    assert report.resources.warnings == ()
+
+
+def test_slow_leak_in_a_worker_thread() -> None:
+    worker = causes.Worker()
+    worker.start()
+    try:
+        report = leakguard.hunt(causes.JobSource(worker).submit)
+    finally:
+        worker.jobs.put(None)
+        worker.join()
+    leak = leak_at(report, "worker")
+    assert leak.count_per_round >= 10
+    assert any(".retries" in str(h) for h in leak.holders), str(report)
+
+
+def test_closure_default_argument_and_class_attribute_holders() -> None:
+    handler = causes.make_handler()
+
+    def work() -> None:
+        handler()
+        causes.remember()
+        causes.Registry.register()
+
+    report = leakguard.hunt(work)
+    closure = leak_at(report, "closure").holders[0]
+    assert closure.kind in ("closure", "hunt argument"), closure
+    default = leak_at(report, "default-arg").holders[0]
+    assert default.kind == "default argument" and "remember.__defaults__" in default.root
+    cls = leak_at(report, "class-attr").holders[0]
+    assert cls.kind == "class attribute" and cls.root == "leaky_causes.Registry.items"
+    causes.Registry.items.clear()
+
+
+def test_holder_on_a_thread_stack() -> None:
+    buffer: List[str] = []
+    ready, done = threading.Event(), threading.Event()
+
+    def keeper() -> None:
+        local_store = buffer  # noqa: F841 - held by this frame while it waits
+        ready.set()
+        done.wait()
+
+    thread = threading.Thread(target=keeper, name="keeper")
+    thread.start()
+    ready.wait()
+    try:
+
+        def fill() -> None:
+            buffer.extend("item %d" % i * 4 for i in range(50))
+
+        report = leakguard.hunt(fill)
+    finally:
+        done.set()
+        thread.join()
+    (leak,) = [s for s in report.leaks if s.filename == __file__]
+    roots = [h.root for h in leak.holders]
+    assert any("local" in r for r in roots), roots
+
+
+# --- the hunt's own behaviour ------------------------------------------------------
+
+
+def test_the_hunt_does_not_report_itself() -> None:
+    report = leakguard.hunt(lambda: None, rounds=8)
+    assert report.leaks == () and not report.leaking, str(report)
+
+
+def test_raise_if_leaking_carries_the_report() -> None:
+    causes.EVENTS.clear()
+    report = leakguard.hunt(causes.record_events, 20)
+    with pytest.raises(LeakError) as info:
+        report.raise_if_leaking()
+    assert info.value.report is report
+    assert isinstance(info.value, AssertionError)
+    assert isinstance(info.value, leakguard.LeakguardError)
+    assert "leaky_causes.py" in str(info.value)
+    causes.EVENTS.clear()
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"rounds": 0}, UsageError, "'rounds' must be at least 1, got 0"),
+        ({"rounds": -3}, UsageError, "'rounds' must be at least 1"),
+        ({"warmup": -1}, UsageError, "'warmup' must be at least 0, got -1"),
+        ({"rounds": 2.5}, UsageTypeError, "'rounds' must be an int, not float"),
+        ({"rounds": True}, UsageTypeError, "'rounds' must be an int, not bool"),
+        ({"warmup": "2"}, UsageTypeError, "'warmup' must be an int, not str"),
+        ({"nframe": 0}, UsageError, "the number of frames must be in range"),
+    ],
+)
+def test_bad_arguments(kwargs: Any, error: type, message: str) -> None:
+    with pytest.raises(error, match=message.replace("(", r"\(").replace("[", r"\[")):
+        leakguard.hunt(lambda: None, **kwargs)
+    assert issubclass(error, (ValueError, TypeError))
+
+
+def test_not_callable() -> None:
+    with pytest.raises(TypeError, match="hunt\\(\\) needs a callable to run, not int"):
+        leakguard.hunt(42)  # type: ignore[arg-type]
+
+
+def test_arguments_reach_the_function() -> None:
+    calls: List[Tuple[Any, ...]] = []
+    leakguard.hunt(lambda a, b=0: calls.append((a, b)), 1, b=2, rounds=3, warmup=1)
+    assert calls == [(1, 2)] * 4
+
+
+def test_tracing_state_is_restored_when_tracing_already() -> None:
+    leakguard.start(3)
+    try:
+        kept = [object() for _ in range(3)]
+        before = leakguard.get_object_traceback(kept[0])
+        assert before is not None
+        causes.EVENTS.clear()
+        report = leakguard.hunt(causes.record_events, 20)
+        assert report.nframe == 16  # the hunt's own depth while it ran
+        assert leakguard.is_tracing()
+        assert leakguard.get_traceback_limit() == 3
+        assert leakguard.get_object_traceback(kept[0]) == before  # traces kept
+    finally:
+        leakguard.stop()
+        causes.EVENTS.clear()
+
+
+def test_a_deeper_limit_of_the_program_is_kept() -> None:
+    leakguard.start(30)
+    try:
+        report = leakguard.hunt(lambda: None, rounds=2, warmup=0)
+        assert report.nframe == 30 and leakguard.get_traceback_limit() == 30
+    finally:
+        leakguard.stop()
+
+
+class Boom(Exception):
+    pass
+
+
+def test_an_exception_propagates_unchanged_with_state_restored() -> None:
+    calls = 0
+    raised = Boom("third call")
+    filters = list(warnings.filters)
+    callbacks = list(gc.callbacks)
+    debug = gc.get_debug()
+
+    def flaky() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise raised
+
+    with pytest.raises(Boom) as info:
+        leakguard.hunt(flaky)
+    assert info.value is raised
+    assert not leakguard.is_tracing()
+    assert warnings.filters == filters
+    assert gc.callbacks == callbacks
+    assert gc.get_debug() == debug
+    assert not leakguard._leakguard._pause_thread(False)  # not left paused
+
+
+def test_other_warnings_are_shown_after_the_hunt() -> None:
+    def noisy() -> None:
+        warnings.warn("deprecated thing", DeprecationWarning, stacklevel=1)
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        leakguard.hunt(noisy, rounds=2, warmup=1)
+    assert [str(w.message) for w in seen] == ["deprecated thing"] * 3
+
+
+def test_hunting_while_stdlib_tracemalloc_traces() -> None:
+    import tracemalloc
+
+    tracemalloc.start(2)
+    try:
+        causes.EVENTS.clear()
+        report = leakguard.hunt(causes.record_events, 50)
+        leak_at(report, "global-list")
+        assert tracemalloc.is_tracing()
+    finally:
+        tracemalloc.stop()
+        causes.EVENTS.clear()
+
+
+# --- track() -------------------------------------------------------------------------
+
+
+def test_track_context_manager() -> None:
+    kept: List[bytes] = []
+    with leakguard.track() as t:
+        temp = [b"x" * 1000 for _ in range(1000)]  # about 1 MB at the peak
+        del temp
+        kept.extend(b"y" * 1000 for _ in range(100))  # about 100 KB left alive
+    assert not leakguard.is_tracing()
+    assert 1_000_000 <= t.peak < 2_000_000
+    assert 100_000 <= t.leaked < 200_000
+    assert t.leaked_blocks >= 100
+    assert 100_000 <= t.net < 200_000
+    top = t.diff("lineno")[0]
+    assert top.traceback[0].filename == __file__
+    assert "kept.extend" in Path(__file__).read_text().splitlines()[top.traceback[0].lineno - 1]
+    assert "peak" in repr(t) and "left alive" in str(t)
+
+
+def test_track_decorator_and_the_outer_peak() -> None:
+    leakguard.start(1)
+    try:
+        big = bytearray(3_000_000)
+        del big
+        outer_peak = leakguard.get_traced_memory()[1]
+
+        @leakguard.track(nframe=4)
+        def work() -> List[int]:
+            return list(range(10_000))
+
+        result = work()
+        t = work.tracker  # type: ignore[attr-defined]
+        assert len(result) == 10_000
+        assert t.peak >= 80_000 and t.leaked >= 80_000
+        assert leakguard.get_traceback_limit() == 1
+        assert leakguard.get_traced_memory()[1] >= outer_peak  # not lowered by the block
+    finally:
+        leakguard.stop()
+
+
+def test_track_bad_input() -> None:
+    with pytest.raises(ValueError, match="the number of frames must be in range"):
+        leakguard.track(nframe=0)
+    t = leakguard.track()
+    with pytest.raises(UsageError, match="nothing tracked yet"):
+        t.diff()
+    with t:
+        with pytest.raises(UsageError, match="already tracking"):
+            with t:
+                pass
+
+
+def test_take_snapshot_after_a_hunt_needs_tracing() -> None:
+    leakguard.hunt(lambda: None, rounds=1, warmup=0)
+    with pytest.raises(TracingError):
+        leakguard.take_snapshot()
+
+
+# --- the bundled example -------------------------------------------------------------
+
+
+def test_example_service_report() -> None:
+    example = Path(__file__).parent.parent / "examples" / "leaky_service.py"
+    out = subprocess.run(
+        [sys.executable, str(example), "--requests", "500"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    source = example.read_text().splitlines()
+
+    def line(fragment: str) -> int:
+        (hit,) = [i for i, text in enumerate(source, 1) if fragment in text]
+        return hit
+
+    leaks = [
+        text.split()[1] for text in out.splitlines() if text.startswith("#") and "per round" in text
+    ]
+    flagged = {int(w.rsplit(":", 1)[1]) for w in leaks}
+    for fragment in (
+        "AUDIT_TRAIL.append(",
+        "PAGE_CACHE[request_id] = page",
+        'Session(f"user-',
+        "self.seen[job] =",
+    ):
+        assert line(fragment) in flagged, (fragment, out)
+    for fragment in ("return tuple(round(i * 1.07", "COUNTRIES[f", "scratch = [str(i)"):
+        assert line(fragment) not in flagged, (fragment, out)
+    assert "held by: __main__.AUDIT_TRAIL (list, " in out
+    assert "held by: __main__.PAGE_CACHE (dict, " in out
+    assert "held by: __main__.DEAD_SESSIONS (list, " in out
+    assert f"opened at {example.name}:{line('log = open(')}" in out.replace(
+        str(example.parent) + os.sep, ""
+    ).replace("examples/", "")
+    assert "ResourceWarning ×7" in out
+    assert "LEAKING" in out
