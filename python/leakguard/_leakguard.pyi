@@ -21,6 +21,7 @@ __all__ = [
     "get_traceback_limit",
     "get_traced_memory",
     "reset_peak",
+    "_set_peak",
     "clear_traces",
     "get_tracemalloc_memory",
     "get_object_traceback",
@@ -50,6 +51,12 @@ def get_traced_memory() -> Tuple[int, int]:
     """``(current, peak)`` traced bytes; ``(0, 0)`` when not tracing."""
 
 def reset_peak() -> None: ...
+def _set_peak(nbytes: int) -> None:
+    """Set the peak traced bytes to ``max(nbytes, current)``, so that a
+    scoped measurement that called ``reset_peak`` can put back the peak it
+    found. No effect when not tracing. Raises UsageError for a negative
+    ``nbytes``."""
+
 def clear_traces() -> None: ...
 def get_tracemalloc_memory() -> int:
     """Bytes the tracer itself uses for its tables and interning."""

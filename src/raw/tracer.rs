@@ -163,6 +163,19 @@ pub fn reset_peak() {
     PEAK.store(CURRENT.load(Ordering::Relaxed), Ordering::Relaxed);
 }
 
+/// Sets the peak to `max(nbytes, current)`: a scoped measurement that reset
+/// the peak to see its own puts back the one it found. Nothing happens when
+/// not tracing (`start` sets the peak to zero).
+pub fn set_peak(nbytes: u64) {
+    if !is_tracing() {
+        return;
+    }
+    PEAK.store(
+        nbytes.max(CURRENT.load(Ordering::Relaxed)),
+        Ordering::Relaxed,
+    );
+}
+
 /// Bytes the tracer itself holds (all of it is mapped by `mem`).
 pub fn tracer_memory() -> usize {
     mem::mapped_bytes()
