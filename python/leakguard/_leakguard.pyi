@@ -6,7 +6,7 @@ frames, **most recent first**; a trace is
 ``(domain, size, traceback, total_nframe)``.
 """
 
-from typing import Iterable, Optional, Tuple, final
+from typing import Iterable, Optional, Sequence, Tuple, final
 
 from typing_extensions import TypeAlias
 
@@ -30,6 +30,7 @@ __all__ = [
     "RawSnapshot",
     "_capture_stack",
     "_object_block",
+    "_live_blocks",
 ]
 
 _RawFrame: TypeAlias = Tuple[str, int]
@@ -126,3 +127,13 @@ def _capture_stack(limit: int) -> Tuple[list[_RawFrame], int]:
 
 def _object_block(obj: object) -> int:
     """Address of the memory block holding ``obj``."""
+
+# From traced blocks to live objects (the leak hunter).
+def _live_blocks(tracebacks: Sequence[Sequence[_RawFrame]], limit: int) -> list[list[int]]:
+    """For each traceback (frames ``(filename, lineno)``, most recent first:
+    the keys of ``RawSnapshot.statistics("traceback", False)``), the addresses
+    of up to ``limit`` currently live traced blocks whose traceback has
+    exactly those frames, whatever its ``total_nframe``. The result is
+    parallel to ``tracebacks``; a traceback no live block has gets ``[]``.
+    Raises TracingError when not tracing, UsageError for a negative limit.
+    Blocks may be freed (and their addresses reused) as soon as it returns."""
