@@ -31,6 +31,8 @@ __all__ = [
     "_capture_stack",
     "_object_block",
     "_live_blocks",
+    "_locate_objects",
+    "_owned_blocks",
 ]
 
 _RawFrame: TypeAlias = Tuple[str, int]
@@ -137,3 +139,24 @@ def _live_blocks(tracebacks: Sequence[Sequence[_RawFrame]], limit: int) -> list[
     parallel to ``tracebacks``; a traceback no live block has gets ``[]``.
     Raises TracingError when not tracing, UsageError for a negative limit.
     Blocks may be freed (and their addresses reused) as soon as it returns."""
+
+def _locate_objects(
+    objects: list[object], blocks: dict[int, int], per_key: int
+) -> list[Tuple[int, object, bool]]:
+    """Objects that own the blocks of ``blocks`` (block address -> key).
+
+    Walks ``objects`` (a list, normally ``gc.get_objects()`` plus extra
+    roots) and, for each object that the collector handles, the objects it
+    references (as ``gc.get_referents``), following untracked GC objects
+    (tuples, dicts that hold no cycle) further down. An object owns its own
+    block and, for lists, dicts, sets, bytearrays, heap types and (3.11,
+    3.12) instances with inline values, the buffers only it points to.
+    Returns ``(key, obj, via_buffer)`` in the order met, ``via_buffer``
+    False when ``obj``'s own block matched and True when a buffer did; at
+    most ``per_key`` distinct objects per key, stopping once every key has
+    them. Does not need tracing. Raises TypeError when ``objects`` is not a
+    list, UsageError for a negative ``per_key``."""
+
+def _owned_blocks(obj: object) -> list[int]:
+    """Addresses of the blocks ``obj`` owns, as ``_locate_objects`` sees
+    them: its own block first (``_object_block``), then its buffers."""
