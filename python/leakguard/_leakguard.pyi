@@ -6,7 +6,7 @@ frames, **most recent first**; a trace is
 ``(domain, size, traceback, total_nframe)``.
 """
 
-from typing import Iterable, Optional, Tuple, final
+from typing import Iterable, Optional, Sequence, Tuple, final
 
 from typing_extensions import TypeAlias
 
@@ -22,6 +22,7 @@ __all__ = [
     "get_traceback_limit",
     "get_traced_memory",
     "reset_peak",
+    "_set_peak",
     "clear_traces",
     "get_tracemalloc_memory",
     "get_object_traceback",
@@ -30,6 +31,9 @@ __all__ = [
     "RawSnapshot",
     "_capture_stack",
     "_object_block",
+    "_live_blocks",
+    "_locate_objects",
+    "_owned_blocks",
 ]
 
 _RawFrame: TypeAlias = Tuple[str, int]
@@ -51,6 +55,12 @@ def get_traced_memory() -> Tuple[int, int]:
     """``(current, peak)`` traced bytes; ``(0, 0)`` when not tracing."""
 
 def reset_peak() -> None: ...
+def _set_peak(nbytes: int) -> None:
+    """Set the peak traced bytes to ``max(nbytes, current)``, so that a
+    scoped measurement that called ``reset_peak`` can put back the peak it
+    found. No effect when not tracing. Raises UsageError for a negative
+    ``nbytes``."""
+
 def clear_traces() -> None: ...
 def get_tracemalloc_memory() -> int:
     """Bytes the tracer itself uses for its tables and interning."""
@@ -124,3 +134,34 @@ def _capture_stack(limit: int) -> Tuple[list[_RawFrame], int]:
 
 def _object_block(obj: object) -> int:
     """Address of the memory block holding ``obj``."""
+
+# From traced blocks to live objects (the leak hunter).
+def _live_blocks(tracebacks: Sequence[Sequence[_RawFrame]], limit: int) -> list[list[int]]:
+    """For each traceback (frames ``(filename, lineno)``, most recent first:
+    the keys of ``RawSnapshot.statistics("traceback", False)``), the addresses
+    of up to ``limit`` currently live traced blocks whose traceback has
+    exactly those frames, whatever its ``total_nframe``. The result is
+    parallel to ``tracebacks``; a traceback no live block has gets ``[]``.
+    Raises TracingError when not tracing, UsageError for a negative limit.
+    Blocks may be freed (and their addresses reused) as soon as it returns."""
+
+def _locate_objects(
+    objects: list[object], blocks: dict[int, int], per_key: int
+) -> list[Tuple[int, object, bool]]:
+    """Objects that own the blocks of ``blocks`` (block address -> key).
+
+    Walks ``objects`` (a list, normally ``gc.get_objects()`` plus extra
+    roots) and, for each object that the collector handles, the objects it
+    references (as ``gc.get_referents``), following untracked GC objects
+    (tuples, dicts that hold no cycle) further down. An object owns its own
+    block and, for lists, dicts, sets, bytearrays, heap types and (3.11,
+    3.12) instances with inline values, the buffers only it points to.
+    Returns ``(key, obj, via_buffer)`` in the order met, ``via_buffer``
+    False when ``obj``'s own block matched and True when a buffer did; at
+    most ``per_key`` distinct objects per key, stopping once every key has
+    them. Does not need tracing. Raises TypeError when ``objects`` is not a
+    list, UsageError for a negative ``per_key``."""
+
+def _owned_blocks(obj: object) -> list[int]:
+    """Addresses of the blocks ``obj`` owns, as ``_locate_objects`` sees
+    them: its own block first (``_object_block``), then its buffers."""

@@ -158,6 +158,16 @@ fn reset_peak() {
     tracer::reset_peak();
 }
 
+/// Sets the peak traced bytes to `max(nbytes, current)`: a scoped tracker
+/// that reset the peak to measure a block puts back the peak it found.
+#[pyfunction]
+fn _set_peak(nbytes: i64) -> PyResult<()> {
+    let nbytes =
+        u64::try_from(nbytes).map_err(|_| Error::Usage("the peak must not be negative".into()))?;
+    tracer::set_peak(nbytes);
+    Ok(())
+}
+
 #[pyfunction]
 fn clear_traces() {
     tracer::clear_traces();
@@ -233,6 +243,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(get_traceback_limit, m)?)?;
     m.add_function(wrap_pyfunction!(get_traced_memory, m)?)?;
     m.add_function(wrap_pyfunction!(reset_peak, m)?)?;
+    m.add_function(wrap_pyfunction!(_set_peak, m)?)?;
     m.add_function(wrap_pyfunction!(clear_traces, m)?)?;
     m.add_function(wrap_pyfunction!(get_tracemalloc_memory, m)?)?;
     m.add_function(wrap_pyfunction!(get_object_traceback, m)?)?;

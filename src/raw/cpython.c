@@ -9,10 +9,15 @@
  * fail to compile instead of silently misreading memory; an unknown version
  * is rejected outright.
  *
- * Every function here runs inside PyMem/PyObject allocator hooks, so none of
- * them may allocate, call a Python API that can allocate or run Python code,
- * create frame objects or change a reference count. Each use of a CPython
- * function or macro says why it is allowed.
+ * Every frame function here runs inside PyMem/PyObject allocator hooks, so
+ * none of them may allocate, call a Python API that can allocate or run
+ * Python code, create frame objects or change a reference count. Each use of
+ * a CPython function or macro says why it is allowed.
+ *
+ * The last section reads objects instead of frames: which memory blocks an
+ * object owns, for mapping traced blocks back to live objects. Those
+ * functions run with the GIL held, called from Python, and follow the same
+ * rules (except lg_objects_init, which runs once at import).
  *
  * What "the stack" means is fixed by stdlib tracemalloc (Modules/_tracemalloc.c
  * before 3.12, Python/tracemalloc.c since): the same frames are skipped, the
@@ -50,10 +55,12 @@
    /* 3.11+: _PyInterpreterFrame, _PyFrame_IsIncomplete, _PyInterpreterFrame_LASTI. */
 #  include "internal/pycore_frame.h"
 #endif
-#if PY_VERSION_HEX < 0x030B0000
-#  include "internal/pycore_gc.h"    /* PyGC_Head */
-#else
-#  include "internal/pycore_object.h" /* _PyType_PreHeaderSize */
+/* PyGC_Head, _PyObject_GC_IS_TRACKED (pycore_gc.h, included by
+ * pycore_object.h); _PyObject_IS_GC; 3.11+: _PyType_PreHeaderSize and the
+ * managed-dict accessors. */
+#include "internal/pycore_object.h"
+#if PY_VERSION_HEX >= 0x030D0000
+#  include "internal/pycore_dict.h"  /* struct _dictvalues (embedded flag) */
 #endif
 #include "internal/pycore_pystate.h" /* _PyThreadState_GET */
 #include "internal/pycore_runtime.h" /* _PyRuntime, _PyRuntimeState_GetFinalizing */
@@ -675,4 +682,211 @@ lg_object_block(void *obj)
 #else
     return PyType_IS_GC(type) ? (char *)obj - sizeof(PyGC_Head) : obj;
 #endif
+}
+
+/* ------------------------------------------------------------------------
+ * Objects and the blocks they own.
+ *
+ * A traced block is an address some allocator returned. An object "owns" its
+ * own block (lg_object_block) and, for a few builtin containers, the
+ * separately allocated buffers only it points to: these are what a leak
+ * report can name, and what lets a caller get from a leaking block back to
+ * a live object. Every function below runs with the GIL held, reads the
+ * object without allocating, calling Python code or touching a reference
+ * count, and uses only layouts and inline helpers of the target
+ * interpreter's own headers.
+ */
+
+/* The keys object every empty dict shares (a static in dictobject.c, not a
+ * block), and on 3.9/3.10 the shared values array of empty dicts: a dict
+ * cleared or created empty points at them. Not exported by any header, so
+ * read once from a fresh empty dict by lg_objects_init. NULL until then
+ * (the statics would then be reported too, and match no traced block). */
+static const void *lg_empty_keys;
+#if PY_VERSION_HEX < 0x030B0000
+static const void *lg_empty_values;
+#endif
+
+/*
+ * Records the shared empty-dict tables. Called once, with the GIL held,
+ * when the module is imported; allocates (one empty dict). Returns 0, or -1
+ * with an exception set.
+ *
+ * PyDict_New: 3.9/3.10 `new_dict(Py_EMPTY_KEYS, empty_values)`; 3.11-3.13
+ * `new_dict(interp, Py_EMPTY_KEYS, NULL, 0, 0)`.
+ */
+int
+lg_objects_init(void)
+{
+    PyObject *d = PyDict_New();
+    if (d == NULL) {
+        return -1;
+    }
+    lg_empty_keys = ((PyDictObject *)d)->ma_keys;
+#if PY_VERSION_HEX < 0x030B0000
+    lg_empty_values = ((PyDictObject *)d)->ma_values;
+#endif
+    Py_DECREF(d);
+    return 0;
+}
+
+/*
+ * The block holding a split dict's values array (PyDictObject.ma_values, or
+ * an instance's values on 3.11/3.12), or NULL when it is not a block of its
+ * own. Objects/dictobject.c `new_values()`:
+ *   3.9/3.10: PyMem_NEW(PyObject *, size): the block is the array; empty
+ *             dicts share the static `empty_values`.
+ *   3.11/3.12: PyMem_Malloc(prefix + size * sizeof(PyObject *)), returning
+ *             mem + prefix, with the prefix size stored in its last byte
+ *             (values[-1]; pycore_dict.h: "[-1] = prefix size"; free_values
+ *             frees values - values[-1]).
+ *   3.13:     PyMem_Malloc(n), returned as is, `embedded` = 0; values
+ *             embedded in an object (inline values, `embedded` = 1) live
+ *             inside that object's own block.
+ */
+static inline const void *
+dict_values_block(const void *values)
+{
+    if (values == NULL) {
+        return NULL;
+    }
+#if PY_VERSION_HEX < 0x030B0000
+    return values == lg_empty_values ? NULL : values;
+#elif PY_VERSION_HEX < 0x030D0000
+    return (const uint8_t *)values - ((const uint8_t *)values)[-1];
+#else
+    return ((const PyDictValues *)values)->embedded ? NULL : values;
+#endif
+}
+
+#define LG_OWNED_ADD(p)                                                        \
+    do {                                                                       \
+        const void *lg_p_ = (const void *)(p);                                 \
+        if (lg_p_ != NULL && n < cap) {                                        \
+            out[n++] = (void *)lg_p_;                                          \
+        }                                                                      \
+    } while (0)
+
+/*
+ * The blocks `op` owns: out[0] is always its own block (lg_object_block),
+ * then the buffers it owns:
+ *   list (and subclasses):  ob_item, the item array (PyMem_Malloc/Realloc);
+ *   dict (and subclasses):  a combined table's keys object (not the shared
+ *                           empty keys); a split table's values array (its
+ *                           keys are the type's ht_cached_keys, shared by
+ *                           every instance dict of the type: not owned);
+ *   heap type:              ht_cached_keys, the shared keys of its
+ *                           instances' dicts;
+ *   set, frozenset (and subclasses): `table` when not `smalltable`;
+ *   bytearray (and subclasses): ob_bytes, the start of the allocation
+ *                           (ob_start may point further in);
+ *   3.11/3.12, types with Py_TPFLAGS_MANAGED_DICT: the instance's values
+ *                           array while it has one (no dict materialized).
+ *                           3.13 keeps them inline, inside the object.
+ * Writes at most `cap` pointers; returns how many. Never allocates, runs no
+ * Python code, changes no reference count: type flags and exact-type
+ * comparisons, PyType_IsSubtype (reads tp_mro) and field reads.
+ */
+int
+lg_owned_blocks(PyObject *op, void **out, int cap)
+{
+    int n = 0;
+    if (op == NULL || out == NULL || cap <= 0) {
+        return 0;
+    }
+    PyTypeObject *type = Py_TYPE(op);
+    unsigned long flags = type->tp_flags;
+
+    LG_OWNED_ADD(lg_object_block(op));
+
+    if (flags & Py_TPFLAGS_LIST_SUBCLASS) {
+        LG_OWNED_ADD(((PyListObject *)op)->ob_item);
+    }
+    else if (flags & Py_TPFLAGS_DICT_SUBCLASS) {
+        PyDictObject *mp = (PyDictObject *)op;
+        if (mp->ma_values == NULL) {
+            if ((const void *)mp->ma_keys != lg_empty_keys) {
+                LG_OWNED_ADD(mp->ma_keys);
+            }
+        }
+        else {
+            LG_OWNED_ADD(dict_values_block(mp->ma_values));
+        }
+    }
+    else if (flags & Py_TPFLAGS_TYPE_SUBCLASS) {
+        /* Only heap types are PyHeapTypeObjects. */
+        if (((PyTypeObject *)op)->tp_flags & Py_TPFLAGS_HEAPTYPE) {
+            LG_OWNED_ADD(((PyHeapTypeObject *)op)->ht_cached_keys);
+        }
+    }
+    else if (flags & (Py_TPFLAGS_LONG_SUBCLASS | Py_TPFLAGS_TUPLE_SUBCLASS
+                      | Py_TPFLAGS_BYTES_SUBCLASS | Py_TPFLAGS_UNICODE_SUBCLASS)) {
+        /* Their data is inline; no layout can also be a set or bytearray. */
+    }
+    else if (type == &PySet_Type || type == &PyFrozenSet_Type
+             || (type->tp_basicsize >= (Py_ssize_t)sizeof(PySetObject)
+                 && PyAnySet_Check(op))) {
+        PySetObject *so = (PySetObject *)op;
+        if (so->table != so->smalltable) {
+            LG_OWNED_ADD(so->table);
+        }
+    }
+    else if (type == &PyByteArray_Type
+             || (type->tp_basicsize >= (Py_ssize_t)sizeof(PyByteArrayObject)
+                 && PyByteArray_Check(op))) {
+        LG_OWNED_ADD(((PyByteArrayObject *)op)->ob_bytes);
+    }
+
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+    /* 3.11: the values pointer sits 4 words before the object (pre-header),
+     * NULL once a dict is materialized (the dict then owns the values). */
+    if (flags & Py_TPFLAGS_MANAGED_DICT) {
+        LG_OWNED_ADD(dict_values_block(*_PyObject_ValuesPointer(op)));
+    }
+#elif PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
+    /* 3.12: one pre-header word holds either the dict or the values
+     * (tagged). */
+    if (flags & Py_TPFLAGS_MANAGED_DICT) {
+        PyDictOrValues dorv = *_PyObject_DictOrValuesPointer(op);
+        if (_PyDictOrValues_IsValues(dorv)) {
+            LG_OWNED_ADD(dict_values_block(_PyDictOrValues_GetValues(dorv)));
+        }
+    }
+#endif
+    return n;
+}
+
+#undef LG_OWNED_ADD
+
+/*
+ * Calls `visit` on each object `op` references, as gc.get_referents() does:
+ * only for objects the collector handles (_PyObject_IS_GC: the type has
+ * Py_TPFLAGS_HAVE_GC and, if it has tp_is_gc, that says yes: static type
+ * objects say no) whose type has tp_traverse. Returns what tp_traverse
+ * returned (non-zero when `visit` stopped it), 0 when nothing was visited.
+ * tp_traverse implementations only read the object and call `visit`.
+ */
+int
+lg_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    if (!_PyObject_IS_GC(op)) {
+        return 0;
+    }
+    traverseproc traverse = Py_TYPE(op)->tp_traverse;
+    if (traverse == NULL) {
+        return 0;
+    }
+    return traverse(op, visit, arg);
+}
+
+/*
+ * Whether `op` is an object the collector handles but does not track now:
+ * gc.get_objects() does not list it (the collector untracks tuples and
+ * dicts that can hold no cycle; some objects are never tracked). Reads the
+ * GC header.
+ */
+int
+lg_gc_untracked(PyObject *op)
+{
+    return _PyObject_IS_GC(op) && !_PyObject_GC_IS_TRACKED(op);
 }

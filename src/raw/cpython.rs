@@ -113,6 +113,61 @@ extern "C" {
     ///
     /// `obj` must point to a live Python object.
     pub fn lg_object_block(obj: *mut c_void) -> *mut c_void;
+
+    /// Records the tables every empty dict shares (static, not blocks), so
+    /// that [`lg_owned_blocks`] leaves them out. Returns 0, or -1 with a
+    /// Python exception set. Allocates (one empty dict).
+    ///
+    /// # Safety
+    ///
+    /// The GIL must be held.
+    pub fn lg_objects_init() -> c_int;
+
+    /// Writes into `out` (at most `cap` pointers) the memory blocks `op`
+    /// owns and returns how many: `out[0]` is its own block (as
+    /// [`lg_object_block`]), the others buffers only it points to — a list's
+    /// item array, a dict's keys object (combined table) or values array
+    /// (split table), a heap type's cached shared keys, a set's table when
+    /// not inline, a bytearray's buffer, and on 3.11/3.12 an instance's
+    /// values array. At most 3 are written: its own block, a table, and
+    /// (3.11/3.12) its values. Never allocates, never runs Python code,
+    /// never changes a reference count.
+    ///
+    /// # Safety
+    ///
+    /// The GIL must be held, `op` must point to a live object and `out` be
+    /// valid for writing `cap` pointers.
+    pub fn lg_owned_blocks(
+        op: *mut pyo3::ffi::PyObject,
+        out: *mut *mut c_void,
+        cap: c_int,
+    ) -> c_int;
+
+    /// Calls `visit(child, arg)` for each object `op` references, exactly
+    /// when `gc.get_referents` would (a GC object whose type has
+    /// `tp_traverse`); returns what `tp_traverse` returned: non-zero when a
+    /// `visit` call returned non-zero and stopped it. 0 when nothing was
+    /// visited.
+    ///
+    /// # Safety
+    ///
+    /// The GIL must be held and `op` must point to a live object. `visit`
+    /// must not run Python code, allocate Python objects or release the GIL,
+    /// and `arg` must be what it expects.
+    pub fn lg_traverse(
+        op: *mut pyo3::ffi::PyObject,
+        visit: pyo3::ffi::visitproc,
+        arg: *mut c_void,
+    ) -> c_int;
+
+    /// Non-zero when `op` is an object the garbage collector handles but
+    /// does not track right now, so `gc.get_objects()` does not list it
+    /// (tuples and dicts that can hold no cycle, for instance).
+    ///
+    /// # Safety
+    ///
+    /// The GIL must be held and `op` must point to a live object.
+    pub fn lg_gc_untracked(op: *mut pyo3::ffi::PyObject) -> c_int;
 }
 
 /// Captures the calling thread's stack into `buf`, most recent first:

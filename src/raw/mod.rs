@@ -6,6 +6,7 @@
 //! - `intern`   — append-only, lock-free-read interning of tracebacks.
 //! - `cpython`  — (python feature) FFI to the C shim that reads frames.
 //! - `hooks`    — (python feature) the `PyMem_SetAllocator` hooks.
+//! - `objects`  — (python feature) from traced blocks back to live objects.
 
 pub mod intern;
 pub mod mem;
@@ -18,3 +19,5 @@ pub mod tracer;
 pub mod cpython;
 #[cfg(feature = "python")]
 pub mod hooks;
+#[cfg(feature = "python")]
+pub mod objects;

@@ -673,8 +673,18 @@ impl TraceTable {
     /// other threads keep inserting and removing; every entry reported was
     /// live at the moment its slot was read, with its own value.
     pub fn for_each(&self, mut f: impl FnMut(usize, TraceValue)) {
+        self.for_each_while(|k, v| {
+            f(k, v);
+            true
+        });
+    }
+
+    /// As [`for_each`](Self::for_each), stopping as soon as `f` returns
+    /// false.
+    pub fn for_each_while(&self, mut f: impl FnMut(usize, TraceValue) -> bool) {
         for shard in &self.shards {
             let pass = shard.enter();
+            let mut more = true;
             for slot in shard.slots() {
                 let k = slot.key.load(Ordering::Acquire);
                 if k < FIRST_KEY {
@@ -682,11 +692,15 @@ impl TraceTable {
                 }
                 let v = slot.value.load(Ordering::Acquire);
                 // A changed key means the value may belong to a newer entry.
-                if slot.key.load(Ordering::Acquire) == k {
-                    f(k, TraceValue::unpack(v));
+                if slot.key.load(Ordering::Acquire) == k && !f(k, TraceValue::unpack(v)) {
+                    more = false;
+                    break;
                 }
             }
             shard.leave(pass);
+            if !more {
+                return;
+            }
         }
     }
 
@@ -801,6 +815,23 @@ mod tests {
         assert_eq!(t.remove(0x1000), Some(v(20, 2)));
         assert_eq!(t.remove(0x1000), None);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn for_each_while_stops_when_told() {
+        let t = TraceTable::new();
+        for i in 1..=1000usize {
+            t.insert(i * 16, v(1, 1));
+        }
+        let mut all = 0;
+        t.for_each(|_, _| all += 1);
+        assert_eq!(all, 1000);
+        let mut seen = 0;
+        t.for_each_while(|_, _| {
+            seen += 1;
+            seen < 10
+        });
+        assert_eq!(seen, 10);
     }
 
     #[test]

@@ -163,6 +163,19 @@ pub fn reset_peak() {
     PEAK.store(CURRENT.load(Ordering::Relaxed), Ordering::Relaxed);
 }
 
+/// Sets the peak to `max(nbytes, current)`: a scoped measurement that reset
+/// the peak to see its own puts back the one it found. Nothing happens when
+/// not tracing (`start` sets the peak to zero).
+pub fn set_peak(nbytes: u64) {
+    if !is_tracing() {
+        return;
+    }
+    PEAK.store(
+        nbytes.max(CURRENT.load(Ordering::Relaxed)),
+        Ordering::Relaxed,
+    );
+}
+
 /// Bytes the tracer itself holds (all of it is mapped by `mem`).
 pub fn tracer_memory() -> usize {
     mem::mapped_bytes()
@@ -495,17 +508,114 @@ fn intern_resolved(frames: &[(u32, u32)]) -> Option<u32> {
             )
         }
     };
-    words[0] = frames.len() as u64;
-    for (w, &(file, line)) in words[1..].iter_mut().zip(frames) {
-        *w = (u64::from(file) << 32) | u64::from(line);
-    }
+    stack_words(frames, words);
     let h = hash_words(words);
-    // SAFETY: a u64 slice viewed as bytes: all initialised, no padding.
-    let key = unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), words.len() * 8) };
+    let key = words_as_bytes(words);
     if let Some(hit) = STACKS.find(h, key) {
         return Some(hit.id);
     }
     STACKS.insert(h, key, 0).map(|i| i.id)
+}
+
+/// A stack's key in `STACKS`: `[n, filename << 32 | lineno…]`, written into
+/// `words` (`frames.len() + 1` long).
+fn stack_words(frames: &[(u32, u32)], words: &mut [u64]) {
+    words[0] = frames.len() as u64;
+    for (w, &(file, line)) in words[1..].iter_mut().zip(frames) {
+        *w = (u64::from(file) << 32) | u64::from(line);
+    }
+}
+
+fn words_as_bytes(words: &[u64]) -> &[u8] {
+    // SAFETY: a u64 slice viewed as bytes: all initialised, no padding.
+    unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), std::mem::size_of_val(words)) }
+}
+
+/// The id of the interned stack with exactly these `(filename, lineno)`
+/// frames, most recent first, without interning anything: `None` when no
+/// traced allocation ever had that stack (or a filename or line the engine
+/// cannot have recorded).
+fn find_stack(frames: &[(String, i64)]) -> Option<u32> {
+    if frames.is_empty() {
+        return None;
+    }
+    let mut ids = Vec::with_capacity(frames.len());
+    for (name, line) in frames {
+        let name = name.as_bytes();
+        let file = FILENAMES.find(hash_bytes(name), name)?.id;
+        ids.push((file, u32::try_from(*line).ok()?));
+    }
+    let mut words = vec![0u64; ids.len() + 1];
+    stack_words(&ids, &mut words);
+    STACKS
+        .find(hash_words(&words), words_as_bytes(&words))
+        .map(|hit| hit.id)
+}
+
+/// The stack id of traceback `id`.
+fn traceback_stack(id: u32) -> Option<u32> {
+    let (key, _) = TRACEBACKS.get(id)?;
+    let word = u64::from_le_bytes(key.try_into().ok()?);
+    Some((word >> 32) as u32)
+}
+
+/// For each requested traceback — its frames as `(filename, lineno)`, most
+/// recent first, as snapshot statistics give them — the addresses of up to
+/// `limit` live traced blocks whose traceback has exactly those frames,
+/// whatever its `total_nframe`. Results are parallel to `requests`; equal
+/// requests get equal lists. Reads the trace table while other threads keep
+/// allocating, like [`snapshot`], and stops once every list is full. Each
+/// engine traceback met is resolved once. Empty lists when not tracing.
+/// GIL held (no reset of the interning tables can run meanwhile).
+pub fn live_blocks_by_traceback(requests: &[Vec<(String, i64)>], limit: usize) -> Vec<Vec<usize>> {
+    // Requests → groups of equal stacks; stack id → group.
+    let mut group_of_stack: ahash::AHashMap<u32, usize> = ahash::AHashMap::new();
+    let request_group: Vec<Option<usize>> = requests
+        .iter()
+        .map(|frames| {
+            let stack = find_stack(frames)?;
+            let next = group_of_stack.len();
+            Some(*group_of_stack.entry(stack).or_insert(next))
+        })
+        .collect();
+    let mut groups: Vec<Vec<usize>> = vec![Vec::new(); group_of_stack.len()];
+    let mut open = if limit == 0 || !is_tracing() {
+        0
+    } else {
+        groups.len()
+    };
+    if open > 0 {
+        // Traceback id → its group, resolved once per id.
+        const UNSEEN: u32 = u32::MAX;
+        const NO_GROUP: u32 = u32::MAX - 1;
+        let mut group_of_tb: Vec<u32> = vec![UNSEEN; TRACEBACKS.len() as usize];
+        TRACES.for_each_while(|ptr, v| {
+            let id = v.traceback as usize;
+            if id >= group_of_tb.len() {
+                // Interned after we sized the cache (another thread).
+                group_of_tb.resize(id + 1, UNSEEN);
+            }
+            if group_of_tb[id] == UNSEEN {
+                group_of_tb[id] = traceback_stack(v.traceback)
+                    .and_then(|stack| group_of_stack.get(&stack))
+                    .map_or(NO_GROUP, |&g| g as u32);
+            }
+            if group_of_tb[id] != NO_GROUP {
+                let blocks = &mut groups[group_of_tb[id] as usize];
+                if blocks.len() < limit {
+                    blocks.push(ptr);
+                    if blocks.len() == limit {
+                        open -= 1;
+                    }
+                }
+            }
+            open > 0
+        });
+    }
+    request_group
+        .iter()
+        .map(|g| g.map_or_else(Vec::new, |g| groups[g].clone()))
+        .collect()
 }
 
 /// Frame limits above the stack buffer share one mapped buffer, guarded by a

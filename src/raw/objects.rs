@@ -1,0 +1,287 @@
+//! From traced blocks back to live Python objects.
+//!
+//! [`locate`] walks a list of objects (normally `gc.get_objects()`, which
+//! lists every object the garbage collector tracks) and the objects each of
+//! them references, and reports the objects that own one of the blocks asked
+//! about: their own block, or a buffer only they point to (see
+//! `lg_owned_blocks` in `cpython.c`). Objects that `gc.get_objects()` never
+//! lists are reached as references: non-GC objects (str, bytes, int, float…)
+//! and GC objects the collector does not track (tuples and dicts that can
+//! hold no cycle), whose own references are followed in turn.
+//!
+//! The walk holds the GIL from start to end, runs no Python code, allocates
+//! no Python object and never releases the GIL (its own bookkeeping uses
+//! Rust's allocator, which the hooks do not see). So no object it reaches can
+//! be freed or changed under it: each is kept alive by the list or by the
+//! object that referenced it. A match takes a strong reference at once.
+
+use std::collections::HashMap;
+use std::os::raw::{c_int, c_void};
+
+use ahash::{AHashMap, AHashSet};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+
+use super::cpython;
+
+/// Block address → the caller's key for it.
+pub type BlockKeys = HashMap<usize, i64, ahash::RandomState>;
+
+/// Room for the blocks `lg_owned_blocks` reports for one object (3 at most).
+const MAX_OWNED: usize = 4;
+
+/// One object found: the key of the block it owns, a strong reference to
+/// it, and whether the block is a buffer it owns (true) or its own (false).
+pub struct Found {
+    pub key: i64,
+    pub object: Py<PyAny>,
+    pub via_buffer: bool,
+}
+
+/// Prepares the shim's object functions (records the tables all empty dicts
+/// share). Call once, at import.
+pub fn init(py: Python<'_>) -> PyResult<()> {
+    // SAFETY: the GIL is held (`py`).
+    if unsafe { cpython::lg_objects_init() } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    Ok(())
+}
+
+/// The blocks `obj` owns: its own first, then the buffers only it points to.
+pub fn owned_blocks(obj: &Bound<'_, PyAny>) -> Vec<usize> {
+    let mut owned = [std::ptr::null_mut::<c_void>(); MAX_OWNED];
+    // SAFETY: the GIL is held and `obj` is alive while the Bound exists;
+    // `owned` has room for MAX_OWNED pointers.
+    let n =
+        unsafe { cpython::lg_owned_blocks(obj.as_ptr(), owned.as_mut_ptr(), MAX_OWNED as c_int) };
+    let n = usize::try_from(n).unwrap_or(0).min(MAX_OWNED);
+    owned[..n].iter().map(|&p| p as usize).collect()
+}
+
+/// Walks `objects` and the objects each references (following GC objects
+/// the collector does not track further down), and returns, for each key
+/// of `blocks`, up to `per_key` distinct objects owning a block mapped to
+/// that key, in the order met. Stops as soon as every key has `per_key`.
+pub fn locate(
+    py: Python<'_>,
+    objects: &Bound<'_, PyList>,
+    blocks: &BlockKeys,
+    per_key: usize,
+) -> Vec<Found> {
+    let mut walk = Walk::new(blocks, per_key);
+    let list = objects.as_ptr();
+    // SAFETY: `list` is a live list (the Bound checked its type); GIL held.
+    let len = unsafe { ffi::PyList_GET_SIZE(list) };
+    let mut i = 0;
+    while i < len && !walk.done() {
+        // SAFETY: `i < len`, and the list keeps its length and items during
+        // the walk: no Python code runs and the GIL is never released.
+        let op = unsafe { ffi::PyList_GET_ITEM(list, i) };
+        // SAFETY: an item of a live list is a live object; GIL held.
+        unsafe { walk.root(op) };
+        i += 1;
+    }
+    walk.into_found(py)
+}
+
+/// A one-hash bloom filter over the block addresses, 16 bits per block and
+/// small enough to stay in cache: most objects own no block asked about, and
+/// this answers them without probing the map.
+struct Filter {
+    bits: Vec<u64>,
+    shift: u32,
+}
+
+impl Filter {
+    fn new(blocks: &BlockKeys) -> Self {
+        let nbits = (blocks.len() * 16).next_power_of_two().max(1 << 12);
+        let mut filter = Filter {
+            bits: vec![0; nbits / 64],
+            shift: 64 - nbits.trailing_zeros(),
+        };
+        for &addr in blocks.keys() {
+            let s = filter.slot(addr);
+            filter.bits[s / 64] |= 1 << (s % 64);
+        }
+        filter
+    }
+
+    #[inline]
+    fn slot(&self, addr: usize) -> usize {
+        ((addr as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+    }
+
+    #[inline]
+    fn may_contain(&self, addr: usize) -> bool {
+        let s = self.slot(addr);
+        self.bits[s / 64] & (1 << (s % 64)) != 0
+    }
+}
+
+struct Walk<'a> {
+    blocks: &'a BlockKeys,
+    filter: Filter,
+    per_key: usize,
+    /// Matches so far, per key.
+    counts: AHashMap<i64, usize>,
+    /// Keys with fewer than `per_key` matches.
+    open: usize,
+    /// `(key, object)` pairs already reported.
+    seen: AHashSet<(i64, usize)>,
+    /// The matches; each holds a strong reference to its object.
+    found: Vec<(i64, *mut ffi::PyObject, bool)>,
+    /// Untracked GC objects met as references, still to traverse.
+    pending: Vec<*mut ffi::PyObject>,
+    /// Untracked GC objects already queued once.
+    queued: AHashSet<usize>,
+}
+
+impl<'a> Walk<'a> {
+    fn new(blocks: &'a BlockKeys, per_key: usize) -> Self {
+        let mut counts = AHashMap::new();
+        for &key in blocks.values() {
+            counts.insert(key, 0);
+        }
+        Walk {
+            blocks,
+            filter: Filter::new(blocks),
+            per_key,
+            open: if per_key == 0 { 0 } else { counts.len() },
+            counts,
+            seen: AHashSet::new(),
+            found: Vec::new(),
+            pending: Vec::new(),
+            queued: AHashSet::new(),
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.open == 0
+    }
+
+    /// Checks `op`, then everything it references.
+    ///
+    /// # Safety
+    ///
+    /// The GIL is held and `op` is a live object that stays alive and
+    /// unchanged for the call (nothing runs Python code meanwhile).
+    unsafe fn root(&mut self, op: *mut ffi::PyObject) {
+        // SAFETY: the caller's contract.
+        unsafe { self.check(op) };
+        if self.done() {
+            return;
+        }
+        // SAFETY: the caller's contract.
+        unsafe { self.traverse(op) };
+        while let Some(container) = self.pending.pop() {
+            if self.done() {
+                break;
+            }
+            // SAFETY: `container` was met as a reference of an object reached
+            // from `op` during this call: whoever referenced it still does,
+            // since nothing has run that could drop a reference.
+            unsafe { self.traverse(container) };
+        }
+        self.pending.clear();
+    }
+
+    /// Calls [`visit_child`] on each object `op` references.
+    ///
+    /// # Safety
+    ///
+    /// As for [`root`](Self::root).
+    unsafe fn traverse(&mut self, op: *mut ffi::PyObject) {
+        let walk: *mut Self = self;
+        // SAFETY: GIL held, `op` live (caller). `visit_child` runs no Python
+        // code and allocates no Python object, and its `arg` is this walk,
+        // not otherwise touched until tp_traverse returns.
+        unsafe { cpython::lg_traverse(op, visit_child, walk.cast()) };
+    }
+
+    /// Reports `op` under the key of each block it owns.
+    ///
+    /// # Safety
+    ///
+    /// The GIL is held and `op` is a live object.
+    #[inline]
+    unsafe fn check(&mut self, op: *mut ffi::PyObject) {
+        let mut owned = [std::ptr::null_mut::<c_void>(); MAX_OWNED];
+        // SAFETY: GIL held and `op` live (caller); `owned` has room for
+        // MAX_OWNED pointers.
+        let n = unsafe { cpython::lg_owned_blocks(op, owned.as_mut_ptr(), MAX_OWNED as c_int) };
+        let n = usize::try_from(n).unwrap_or(0).min(MAX_OWNED);
+        for (i, &block) in owned[..n].iter().enumerate() {
+            let addr = block as usize;
+            if !self.filter.may_contain(addr) {
+                continue;
+            }
+            if let Some(&key) = self.blocks.get(&addr) {
+                // SAFETY: the caller's contract.
+                unsafe { self.matched(op, key, i > 0) };
+            }
+        }
+    }
+
+    /// # Safety
+    ///
+    /// The GIL is held and `op` is a live object.
+    unsafe fn matched(&mut self, op: *mut ffi::PyObject, key: i64, via_buffer: bool) {
+        let Some(count) = self.counts.get_mut(&key) else {
+            return;
+        };
+        if *count >= self.per_key || !self.seen.insert((key, op as usize)) {
+            return;
+        }
+        // SAFETY: `op` is live and the GIL is held; the new reference is the
+        // one `found` owns until `into_found` hands it to a `Py`.
+        unsafe { ffi::Py_INCREF(op) };
+        self.found.push((key, op, via_buffer));
+        *count += 1;
+        if *count == self.per_key {
+            self.open -= 1;
+        }
+    }
+
+    fn into_found(self, py: Python<'_>) -> Vec<Found> {
+        self.found
+            .into_iter()
+            .map(|(key, op, via_buffer)| Found {
+                key,
+                // SAFETY: `op` carries the strong reference taken in
+                // `matched`, which this transfers; GIL held (`py`).
+                object: unsafe { Bound::from_owned_ptr(py, op) }.unbind(),
+                via_buffer,
+            })
+            .collect()
+    }
+}
+
+/// The `visitproc` given to `tp_traverse`: checks one referenced object and
+/// queues it when the collector does not track it (so nothing else would
+/// traverse it). Returns non-zero, which stops the traversal, once every
+/// key is satisfied.
+///
+/// # Safety
+///
+/// `arg` is the `Walk` of the [`Walk::traverse`] call that is running, the
+/// GIL is held and `child` is null or a live object (its referrer holds it).
+unsafe extern "C" fn visit_child(child: *mut ffi::PyObject, arg: *mut c_void) -> c_int {
+    if child.is_null() {
+        return 0;
+    }
+    // SAFETY: `arg` is the walk `traverse` passed, which nothing else uses
+    // until tp_traverse returns.
+    let walk = unsafe { &mut *arg.cast::<Walk<'_>>() };
+    // SAFETY: GIL held, `child` live (contract).
+    unsafe { walk.check(child) };
+    if walk.done() {
+        return 1;
+    }
+    // SAFETY: as above.
+    if unsafe { cpython::lg_gc_untracked(child) } != 0 && walk.queued.insert(child as usize) {
+        walk.pending.push(child);
+    }
+    0
+}
