@@ -412,9 +412,9 @@ def test_hunting_while_stdlib_tracemalloc_traces() -> None:
 def test_track_context_manager() -> None:
     kept: List[bytes] = []
     with leakguard.track() as t:
-        temp = [b"x" * 1000 for _ in range(1000)]  # about 1 MB at the peak
+        temp = [bytearray(1000) for _ in range(1000)]  # about 1 MB at the peak
         del temp
-        kept.extend(b"y" * 1000 for _ in range(100))  # about 100 KB left alive
+        kept.extend(bytes(1000) for _ in range(100))  # about 100 KB left alive
     assert not leakguard.is_tracing()
     assert 1_000_000 <= t.peak < 2_000_000
     assert 100_000 <= t.leaked < 200_000
