@@ -25,7 +25,7 @@ with open(__file__, encoding="utf-8") as _f:
     SOURCE = _f.read().splitlines()
 
 Key = Tuple[Tuple[str, int], ...]
-Found = List[Tuple[int, Any, bool]]
+Found = List[Tuple[int, Any, bool, List[Any]]]
 
 
 @pytest.fixture(autouse=True)
@@ -74,8 +74,8 @@ def is_member(obj: object, container: Sequence[Any]) -> bool:
 
 def only_buffers(found: Found, kind: type) -> List[Any]:
     """The objects of type ``kind`` found; all must have matched by a buffer."""
-    objs = [obj for _, obj, _ in found if type(obj) is kind]
-    assert all(via for _, obj, via in found if type(obj) is kind)
+    objs = [obj for _, obj, _, _ in found if type(obj) is kind]
+    assert all(via for _, obj, via, _ in found if type(obj) is kind)
     return objs
 
 
@@ -140,10 +140,10 @@ def test_live_blocks_needs_tracing_and_a_valid_limit() -> None:
 def test_objects_found_by_their_own_block() -> None:
     arrays = alloc_bytearrays(100)
     found = locate(keyed(blocks_of("bytearrays")), per_key=1000)
-    got = [obj for _, obj, via in found if not via]
+    got = [obj for _, obj, via, _ in found if not via]
     assert len(got) >= 100
     assert all(type(obj) is bytearray and is_member(obj, arrays) for obj in got)
-    assert all(key == 0 for key, _, _ in found)
+    assert all(key == 0 for key, _, _, _ in found)
 
 
 def test_non_gc_objects_found_as_references() -> None:
@@ -153,7 +153,7 @@ def test_non_gc_objects_found_as_references() -> None:
     ints = [(1 << 70) + i for i in range(n)]  # site: ints
     for site, kind, container in (("strs", str, strs), ("bytes", bytes, raw), ("ints", int, ints)):
         found = locate(keyed(blocks_of(site)), per_key=1000)
-        objs = [obj for _, obj, _ in found if type(obj) is kind]
+        objs = [obj for _, obj, _, _ in found if type(obj) is kind]
         assert len(objs) == n, site
         assert all(is_member(obj, container) for obj in objs), site
         assert not gc.is_tracked(objs[0])
@@ -167,9 +167,26 @@ def test_references_of_untracked_containers_are_followed() -> None:
     gc.collect()  # untracks the tuples: they hold only a str
     assert not gc.is_tracked(holder[0])
     found = locate(keyed(blocks_of("untracked")), per_key=1000)
-    objs = [obj for _, obj, _ in found if type(obj) is str]
+    objs = [obj for _, obj, _, _ in found if type(obj) is str]
     assert len(objs) == 50
     assert all(is_member(obj, [t[0] for t in holder]) for obj in objs)
+    # each comes with the way down: its untracked tuple, then the tracked list
+    paths = [path for _, obj, _, path in found if type(obj) is str]
+    for obj, path in zip(objs, paths):
+        assert len(path) == 2
+        assert type(path[0]) is tuple and path[0][0] is obj and not gc.is_tracked(path[0])
+        assert path[1] is holder
+
+
+def test_objects_reached_from_tracked_containers_have_no_path() -> None:
+    def make_strs() -> List[str]:
+        return [f"t{i}-{i * 17}" for i in range(20)]  # site: tracked-parent
+
+    holder = make_strs()
+    found = locate(keyed(blocks_of("tracked-parent")), per_key=1000)
+    paths = [path for _, obj, _, path in found if type(obj) is str]
+    assert len(paths) == 20 and all(p == [] for p in paths)
+    del holder
 
 
 # ---------------------------------------------------------------------------
@@ -293,8 +310,8 @@ def test_per_key_limit_and_several_keys() -> None:
     blocks = keyed(blocks_of("per key"), 1)
     blocks.update(keyed(blocks_of("bytearrays"), 2))
     found = locate(blocks, per_key=5)
-    assert sorted(key for key, _, _ in found) == [1] * 5 + [2] * 5
-    by_key = {k: [obj for key, obj, _ in found if key == k] for k in (1, 2)}
+    assert sorted(key for key, _, _, _ in found) == [1] * 5 + [2] * 5
+    by_key = {k: [obj for key, obj, _, _ in found if key == k] for k in (1, 2)}
     # The lists' item arrays are allocated on the same lines.
     assert all(obj is strs or is_member(obj, strs) for obj in by_key[1])
     assert all(obj is arrays or is_member(obj, arrays) for obj in by_key[2])
@@ -306,7 +323,7 @@ def test_each_object_is_reported_once_per_key() -> None:
     target = [object() for _ in range(3)]
     # In gc.get_objects(), and referenced from the extra roots too.
     found = locate({native._object_block(target): 9}, per_key=10, extra=[target, [target]])
-    assert [(key, via) for key, _, via in found] == [(9, False)]
+    assert [(key, via) for key, _, via, _ in found] == [(9, False)]
     assert found[0][1] is target
 
 
@@ -319,14 +336,14 @@ def test_found_objects_are_strong_references() -> None:
     expected = sorted(strs)
     del strs
     gc.collect()
-    assert sorted(obj for _, obj, _ in found if type(obj) is str) == expected
+    assert sorted(obj for _, obj, _, _ in found if type(obj) is str) == expected
 
 
 def test_locate_without_tracing_and_bad_arguments() -> None:
     native.stop()
     target = [1, 2, 3]
     found = native._locate_objects(gc.get_objects(), {native._object_block(target): 4}, 1)
-    assert [(key, obj is target, via) for key, obj, via in found] == [(4, True, False)]
+    assert [(key, obj is target, via) for key, obj, via, _ in found] == [(4, True, False)]
     assert native._locate_objects(gc.get_objects(), {}, 5) == []
     with pytest.raises(TypeError):
         native._locate_objects(tuple(gc.get_objects()), {}, 5)  # type: ignore[arg-type]

@@ -147,7 +147,7 @@ def _live_blocks(tracebacks: Sequence[Sequence[_RawFrame]], limit: int) -> list[
 
 def _locate_objects(
     objects: list[object], blocks: dict[int, int], per_key: int
-) -> list[Tuple[int, object, bool]]:
+) -> list[Tuple[int, object, bool, list[object]]]:
     """Objects that own the blocks of ``blocks`` (block address -> key).
 
     Walks ``objects`` (a list, normally ``gc.get_objects()`` plus extra
@@ -156,8 +156,11 @@ def _locate_objects(
     (tuples, dicts that hold no cycle) further down. An object owns its own
     block and, for lists, dicts, sets, bytearrays, heap types and (3.11,
     3.12) instances with inline values, the buffers only it points to.
-    Returns ``(key, obj, via_buffer)`` in the order met, ``via_buffer``
-    False when ``obj``'s own block matched and True when a buffer did; at
+    Returns ``(key, obj, via_buffer, untracked_path)`` in the order met,
+    ``via_buffer`` False when ``obj``'s own block matched and True when a
+    buffer did; ``untracked_path`` the untracked containers ``obj`` was
+    reached through (which ``gc.get_referrers`` cannot see), its direct
+    referrer first, ending with the tracked object they hang from, or empty; at
     most ``per_key`` distinct objects per key, stopping once every key has
     them. Does not need tracing. Raises TypeError when ``objects`` is not a
     list, UsageError for a negative ``per_key``."""

@@ -33,10 +33,15 @@ const MAX_OWNED: usize = 4;
 
 /// One object found: the key of the block it owns, a strong reference to
 /// it, and whether the block is a buffer it owns (true) or its own (false).
+/// When it was reached through GC objects the collector does not track
+/// (which `gc.get_referrers` cannot see), `untracked_path` holds them, the
+/// one referencing the object first, then each one's referrer, ending with
+/// the tracked object the walk started from.
 pub struct Found {
     pub key: i64,
     pub object: Py<PyAny>,
     pub via_buffer: bool,
+    pub untracked_path: Vec<Py<PyAny>>,
 }
 
 /// Prepares the shim's object functions (records the tables all empty dicts
@@ -130,12 +135,16 @@ struct Walk<'a> {
     open: usize,
     /// `(key, object)` pairs already reported.
     seen: AHashSet<(i64, usize)>,
-    /// The matches; each holds a strong reference to its object.
-    found: Vec<(i64, *mut ffi::PyObject, bool)>,
+    /// The matches; each holds a strong reference to its object and to
+    /// every object of its untracked path.
+    found: Vec<(i64, *mut ffi::PyObject, bool, Vec<*mut ffi::PyObject>)>,
     /// Untracked GC objects met as references, still to traverse.
     pending: Vec<*mut ffi::PyObject>,
-    /// Untracked GC objects already queued once.
-    queued: AHashSet<usize>,
+    /// Untracked GC objects already queued once → the object that
+    /// referenced them (tracked roots are not in the map).
+    queued: AHashMap<usize, *mut ffi::PyObject>,
+    /// The object being traversed.
+    current: *mut ffi::PyObject,
 }
 
 impl<'a> Walk<'a> {
@@ -153,7 +162,8 @@ impl<'a> Walk<'a> {
             seen: AHashSet::new(),
             found: Vec::new(),
             pending: Vec::new(),
-            queued: AHashSet::new(),
+            queued: AHashMap::new(),
+            current: std::ptr::null_mut(),
         }
     }
 
@@ -185,6 +195,7 @@ impl<'a> Walk<'a> {
             unsafe { self.traverse(container) };
         }
         self.pending.clear();
+        self.current = std::ptr::null_mut();
     }
 
     /// Calls [`visit_child`] on each object `op` references.
@@ -193,6 +204,7 @@ impl<'a> Walk<'a> {
     ///
     /// As for [`root`](Self::root).
     unsafe fn traverse(&mut self, op: *mut ffi::PyObject) {
+        self.current = op;
         let walk: *mut Self = self;
         // SAFETY: GIL held, `op` live (caller). `visit_child` runs no Python
         // code and allocates no Python object, and its `arg` is this walk,
@@ -226,7 +238,8 @@ impl<'a> Walk<'a> {
 
     /// # Safety
     ///
-    /// The GIL is held and `op` is a live object.
+    /// The GIL is held and `op` is a live object, `self.current` (when not
+    /// null) the live object whose traversal reached it.
     unsafe fn matched(&mut self, op: *mut ffi::PyObject, key: i64, via_buffer: bool) {
         let Some(count) = self.counts.get_mut(&key) else {
             return;
@@ -234,10 +247,30 @@ impl<'a> Walk<'a> {
         if *count >= self.per_key || !self.seen.insert((key, op as usize)) {
             return;
         }
-        // SAFETY: `op` is live and the GIL is held; the new reference is the
-        // one `found` owns until `into_found` hands it to a `Py`.
-        unsafe { ffi::Py_INCREF(op) };
-        self.found.push((key, op, via_buffer));
+        // The untracked containers between the root and `op`, innermost
+        // first, and the root.
+        let mut path = Vec::new();
+        if op != self.current {
+            let mut at = self.current;
+            while let Some(&referrer) = self.queued.get(&(at as usize)) {
+                path.push(at);
+                at = referrer;
+            }
+            if !path.is_empty() {
+                path.push(at);
+            }
+        }
+        // SAFETY: `op` and every object of `path` are live (each is held by
+        // the next, the last by the walked list) and the GIL is held; the new
+        // references are the ones `found` owns until `into_found` hands them
+        // to `Py`s.
+        unsafe {
+            ffi::Py_INCREF(op);
+            for &p in &path {
+                ffi::Py_INCREF(p);
+            }
+        }
+        self.found.push((key, op, via_buffer, path));
         *count += 1;
         if *count == self.per_key {
             self.open -= 1;
@@ -247,12 +280,17 @@ impl<'a> Walk<'a> {
     fn into_found(self, py: Python<'_>) -> Vec<Found> {
         self.found
             .into_iter()
-            .map(|(key, op, via_buffer)| Found {
+            .map(|(key, op, via_buffer, path)| Found {
                 key,
                 // SAFETY: `op` carries the strong reference taken in
                 // `matched`, which this transfers; GIL held (`py`).
                 object: unsafe { Bound::from_owned_ptr(py, op) }.unbind(),
                 via_buffer,
+                untracked_path: path
+                    .into_iter()
+                    // SAFETY: as for `op`.
+                    .map(|p| unsafe { Bound::from_owned_ptr(py, p) }.unbind())
+                    .collect(),
             })
             .collect()
     }
@@ -280,7 +318,10 @@ unsafe extern "C" fn visit_child(child: *mut ffi::PyObject, arg: *mut c_void) ->
         return 1;
     }
     // SAFETY: as above.
-    if unsafe { cpython::lg_gc_untracked(child) } != 0 && walk.queued.insert(child as usize) {
+    if unsafe { cpython::lg_gc_untracked(child) } != 0
+        && !walk.queued.contains_key(&(child as usize))
+    {
+        walk.queued.insert(child as usize, walk.current);
         walk.pending.push(child);
     }
     0

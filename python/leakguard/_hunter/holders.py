@@ -42,6 +42,21 @@ CHAINS_PER_SITE = 2
 _OWN_DIR = os.path.normcase(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _LRU_TYPE = type(functools.lru_cache(maxsize=1)(lambda: None))
 _SIMPLE_KEYS = (str, int, float, bytes, bool, type(None))
+# Module globals that are code, not data: never what holds a leak's objects
+# directly (functions and classes are still roots when the climb reaches them).
+_NOT_DATA = (
+    types.ModuleType,
+    type,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    int,
+    float,
+    str,
+    bytes,
+    bool,
+    type(None),
+)
 
 
 def _qualname(obj: Any) -> str:
@@ -175,6 +190,14 @@ class _Roots:
                 self.module_dicts.setdefault(id(ns), name)
         self.values: Dict[int, Tuple[str, str]] = {}
         self._keep: List[object] = []  # what `values` names stays alive while we look
+        for name, module in list(sys.modules.items()):
+            ns = getattr(module, "__dict__", None)
+            if not isinstance(module, types.ModuleType) or not isinstance(ns, dict):
+                continue
+            for var, value in list(ns.items()):
+                if isinstance(value, _NOT_DATA) or var.startswith("__"):
+                    continue
+                self._add(value, "module global", f"{name}.{var}")
         for label, value in arguments:
             self._add(value, "hunt argument", label)
         names = {t.ident: t.name for t in threading.enumerate()}
@@ -182,7 +205,8 @@ class _Roots:
             thread = names.get(ident, f"thread {ident}")
             f: Optional[types.FrameType] = frame
             while f is not None:
-                if not _is_own_file(f.f_code.co_filename):
+                # a module's top-level frame: its locals are its globals, named above
+                if f.f_locals is not f.f_globals and not _is_own_file(f.f_code.co_filename):
                     for var, value in _frame_locals(f).items():
                         self._add(
                             value,
@@ -232,6 +256,17 @@ class _Search:
         """The chain ending at node ``index`` if that node is a root."""
         obj = self.nodes[index]
         child = self.parent[index]
+        if isinstance(obj, _LRU_TYPE):
+            try:
+                maxsize = obj.cache_info().maxsize
+            except Exception:  # pragma: no cover - a foreign lru_cache
+                maxsize = None
+            holder = self._chain(
+                "lru_cache", f"lru_cache {_qualname(obj)} (maxsize={maxsize})", index
+            )
+            if maxsize is not None:
+                holder = Holder(holder.kind, holder.root, holder.steps, holder.nodes, True)
+            return holder
         if isinstance(obj, types.FunctionType) and child >= 0:
             return self._function_chain(obj, index)
         known = self.roots.values.get(id(obj))
@@ -250,17 +285,6 @@ class _Search:
                 name = key[2:-2] if key.startswith("['") else key
                 return self._chain("class attribute", f"{_qualname(obj)}.{name}", grandchild)
             return self._chain("class", _qualname(obj), index)
-        if isinstance(obj, _LRU_TYPE):
-            try:
-                maxsize = obj.cache_info().maxsize
-            except Exception:  # pragma: no cover - a foreign lru_cache
-                maxsize = None
-            holder = self._chain(
-                "lru_cache", f"lru_cache {_qualname(obj)} (maxsize={maxsize})", index
-            )
-            if maxsize is not None:
-                holder = Holder(holder.kind, holder.root, holder.steps, holder.nodes, True)
-            return holder
         return None
 
     def _path(self, index: int) -> List[int]:
@@ -367,14 +391,22 @@ def find_holders(
     located = native._locate_objects(objects, blocks, SAMPLES_PER_SITE)
     del objects
     frontier: List[int] = []
-    for site, obj, _via_buffer in located:
+    done: set[int] = set()
+    for site, obj, _via_buffer, untracked_path in located:
         index = search.add(obj, -1, site)
-        if index >= 0:
-            frontier.append(index)
-    del located
-    done = set()
-    for index in frontier:
+        if index < 0:
+            continue
         _found(search, index, result, done)
+        # Containers the collector does not track hide from gc.get_referrers:
+        # the walk says which ones led to the object; climb them here.
+        for container in untracked_path:
+            parent = search.add(container, index, site)
+            if parent < 0:
+                break
+            index = parent
+            _found(search, index, result, done)
+        frontier.append(index)
+    del located
     frontier = [i for i in frontier if search.site[i] not in done]
 
     for _depth in range(MAX_DEPTH):

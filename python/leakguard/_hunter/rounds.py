@@ -17,6 +17,7 @@ among the traces it judges.
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -73,6 +74,11 @@ class _Rounds:
         i = self.index
         with unrecorded():
             warned.drain()
+        # The type attribute cache keeps a reference to the name of each
+        # lookup it caches (4096 slots): names built at run time (getattr with
+        # a new str, a codec's method names) fill it slowly, which would read
+        # as a small leak at the line that looked them up.
+        sys._clear_type_cache()
         freed, types, garbage = cycles.collect(count_types=i > 0)
         with unrecorded():
             warned.drain()
