@@ -161,7 +161,7 @@ venv: ## Create .venv (python3.11) with the pinned dev tools
 build: venv ## Build the extension in release mode into .venv (maturin develop)
 	@VIRTUAL_ENV="$(CURDIR)/$(VENV)" "$(VENV)/bin/maturin" develop --release
 
-run: build ## Build, then run examples/leaky_service.py (ARGS=... passed on)
+run: build ## Build, then hunt the leaks in examples/leaky_service.py and print the report (ARGS=...)
 	@"$(VPY)" examples/leaky_service.py $(ARGS)
 
 test-rust: ## cargo test: the pure Rust core, no Python involved

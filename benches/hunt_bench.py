@@ -129,7 +129,9 @@ def main(argv: List[str]) -> int:
             shift = rep % len(MODES)
             for mode in MODES[shift:] + MODES[:shift]:
                 runs.append(run_child([mode, workload, str(args.scale)]))
-                print(f"  rep {rep + 1} {workload:16} {mode:9} {runs[-1]['wall_s']:.2f} s", flush=True)
+                print(
+                    f"  rep {rep + 1} {workload:16} {mode:9} {runs[-1]['wall_s']:.2f} s", flush=True
+                )
     holders = run_child(["holders", str(args.objects)])
 
     rows = []
@@ -154,12 +156,21 @@ def main(argv: List[str]) -> int:
         )
     facts = machine_facts()
     print()
-    print(f"leak hunt cost: {ROUNDS} rounds after {WARMUP} warm-up, nframe={NFRAME}, "
-          f"scale {args.scale} per round, medians of {args.reps} (target: hunt cost <= +10%)")
+    print(
+        f"leak hunt cost: {ROUNDS} rounds after {WARMUP} warm-up, nframe={NFRAME}, "
+        f"scale {args.scale} per round, medians of {args.reps} (target: hunt cost <= +10%)"
+    )
     print(
         format_table(
-            ["workload", "untraced s", "traced s", "hunt s", "traced/untraced", "hunt cost",
-             "flagged"],
+            [
+                "workload",
+                "untraced s",
+                "traced s",
+                "hunt s",
+                "traced/untraced",
+                "hunt cost",
+                "flagged",
+            ],
             rows,
         )
     )

@@ -38,7 +38,7 @@ class Renderer:
         for _ in range(n):
             rid = self.next_request
             self.next_request += 1
-            PAGES[rid] = "<html>" + "page %d " % rid * 8  # LEAK: unbounded-cache
+            PAGES[rid] = "<html>" + f"page {rid} " * 8  # LEAK: unbounded-cache
 
 
 # --- a bounded lru_cache, a cache that fills once, pure churn ----------------
@@ -46,7 +46,7 @@ class Renderer:
 
 @functools.lru_cache(maxsize=64)
 def lookup(key: int) -> str:
-    return "value %05d" % key * 4  # CONTROL: bounded-lru
+    return f"value {key:05d}" * 4  # CONTROL: bounded-lru
 
 
 def use_bounded_cache(n: int = 300) -> None:
@@ -60,7 +60,7 @@ COUNTRIES: Dict[str, str] = {}
 def use_fill_once_cache() -> None:
     if not COUNTRIES:
         for i in range(2000):
-            COUNTRIES["C%04d" % i] = "country %d" % i  # CONTROL: fill-once
+            COUNTRIES[f"C{i:04d}"] = f"country {i}"  # CONTROL: fill-once
 
 
 def churn(seed: int = 0) -> None:
@@ -73,7 +73,7 @@ def churn(seed: int = 0) -> None:
 
 @functools.lru_cache(maxsize=100_000)
 def slow_fill(key: int) -> str:
-    return "cached %07d" % key * 3  # BOUNDED: large-lru
+    return f"cached {key:07d}" * 3  # BOUNDED: large-lru
 
 
 class Paginator:
@@ -161,7 +161,7 @@ class Worker(threading.Thread):
                 if job is None:
                     return
                 if job % 7 == 0:
-                    self.retries[job] = "job %d failed once" % job  # LEAK: worker
+                    self.retries[job] = f"job {job} failed once"  # LEAK: worker
             finally:
                 self.jobs.task_done()
 
@@ -186,7 +186,7 @@ def make_handler() -> Any:
 
     def handler(n: int = 30) -> None:
         for i in range(n):
-            seen.append("request %d" % i * 3)  # LEAK: closure
+            seen.append(f"request {i}" * 3)  # LEAK: closure
 
     return handler
 

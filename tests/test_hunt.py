@@ -149,7 +149,10 @@ def test_bounded_cache_still_filling_is_not_a_leak() -> None:
     bounded = [s for s in report.bounded if s.lineno == line_of("large-lru")]
     assert bounded, str(report)
     assert bounded[0].holders[0].kind == "lru_cache"
-    assert "maxsize=100000" in bounded[0].holders[0].root
+    assert bounded[0].holders[0].root == "leaky_causes.slow_fill"
+    assert str(bounded[0].holders[0]).startswith(
+        "leaky_causes.slow_fill (lru_cache, maxsize=100000, "
+    )
     assert "bounded cache" in str(report)
     causes.slow_fill.cache_clear()
 
@@ -269,7 +272,7 @@ def test_holder_on_a_thread_stack() -> None:
     try:
 
         def fill() -> None:
-            buffer.extend("item %d" % i * 4 for i in range(50))
+            buffer.extend(f"item {i}" * 4 for i in range(50))
 
         report = leakguard.hunt(fill)
     finally:

@@ -34,6 +34,7 @@ from ._errors import (
     UsageTypeError,
 )
 from ._hunter import (
+    IGNORED_CACHES,
     CycleReport,
     Holder,
     LeakReport,
@@ -100,6 +101,7 @@ __all__ = [
     "OpenDescriptor",
     "ResourceWarningRecord",
     "CycleReport",
+    "IGNORED_CACHES",
     # errors
     "LeakguardError",
     "TracingError",

@@ -9,7 +9,6 @@ tracking (:func:`track`) and the report they produce.
 - :mod:`.report` holds the results; :mod:`.session` the tracing state.
 """
 
-from .rounds import hunt
 from .report import (
     CycleReport,
     Holder,
@@ -19,6 +18,7 @@ from .report import (
     ResourceReport,
     ResourceWarningRecord,
 )
+from .rounds import hunt
 from .sites import IGNORED_CACHES
 from .track import Tracker, track
 

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import types
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, cast
 
 from .. import _leakguard as native
 from .report import Holder
@@ -73,6 +73,12 @@ def describe(obj: object) -> str:
     """``list, 1,200 items``: the type and, for builtin containers, the size.
     Sizes come from the builtin types' own methods: no user code runs."""
     name = _type_name(obj)
+    if isinstance(obj, _LRU_TYPE):
+        try:
+            info = obj.cache_info()
+        except Exception:  # pragma: no cover - a foreign lru_cache
+            return "lru_cache"
+        return f"lru_cache, maxsize={info.maxsize}, {info.currsize:,} entries"
     for base, unit in (
         (dict, "items"),
         (list, "items"),
@@ -85,7 +91,7 @@ def describe(obj: object) -> str:
         (bytearray, "bytes"),
     ):
         if isinstance(obj, base):
-            n = base.__len__(obj)  # type: ignore[attr-defined]
+            n = cast(Any, base).__len__(obj)
             if isinstance(obj, collections.deque) and obj.maxlen is not None:
                 return f"{name}, {n:,} items, maxlen={obj.maxlen:,}"
             return f"{name}, {n:,} {unit}"
@@ -261,9 +267,7 @@ class _Search:
                 maxsize = obj.cache_info().maxsize
             except Exception:  # pragma: no cover - a foreign lru_cache
                 maxsize = None
-            holder = self._chain(
-                "lru_cache", f"lru_cache {_qualname(obj)} (maxsize={maxsize})", index
-            )
+            holder = self._chain("lru_cache", _qualname(obj), index)
             if maxsize is not None:
                 holder = Holder(holder.kind, holder.root, holder.steps, holder.nodes, True)
             return holder
@@ -354,11 +358,10 @@ def _bounded(obj: object) -> bool:
 
 def _is_call_tuple(obj: object, args: List[object]) -> bool:
     """The argument tuple ``gc.get_referrers(*args)`` itself was called with."""
-    return (
-        type(obj) is tuple
-        and len(obj) == len(args)
-        and all(a is b for a, b in zip(obj, args))  # type: ignore[arg-type]
-    )
+    if type(obj) is not tuple:
+        return False
+    items: Tuple[object, ...] = obj
+    return len(items) == len(args) and all(a is b for a, b in zip(items, args))
 
 
 def find_holders(
@@ -391,7 +394,7 @@ def find_holders(
     located = native._locate_objects(objects, blocks, SAMPLES_PER_SITE)
     del objects
     frontier: List[int] = []
-    done: set[int] = set()
+    done: Set[int] = set()
     for site, obj, _via_buffer, untracked_path in located:
         index = search.add(obj, -1, site)
         if index < 0:
@@ -436,7 +439,7 @@ def find_holders(
                 per_site[site] = per_site.get(site, 0) + 1
                 next_frontier.append(index)
         del referrers, targets, by_id
-        level_done = set()
+        level_done: Set[int] = set()
         for index in next_frontier:
             if search.site[index] not in done:
                 _found(search, index, result, level_done)
@@ -445,7 +448,7 @@ def find_holders(
     return result
 
 
-def _found(search: _Search, index: int, result: List[List[Holder]], done: set[int]) -> None:
+def _found(search: _Search, index: int, result: List[List[Holder]], done: Set[int]) -> None:
     site = search.site[index]
     holder = search.root_of(index)
     if holder is None:

@@ -122,8 +122,8 @@ class _Rounds:
         found.sort(key=lambda x: (-x[0], x[1]))
         by_site: Dict[Site, List[Tuple[int, RawTraceback]]] = {site: [] for _, site, _ in found}
         for tb, size in self.last.items():
-            site = self.resolver.site(tb)
-            bucket = by_site.get(site) if site is not None else None
+            tb_site = self.resolver.site(tb)
+            bucket = by_site.get(tb_site) if tb_site is not None else None
             if bucket is not None:
                 grew = size - self.first.get(tb, 0)
                 if grew > 0:
@@ -161,7 +161,11 @@ def hunt(
     started = time.perf_counter()
     with unrecorded():
         measured = _Rounds(rounds)
-    with TracingSession(nframe) as session, WarningCapture(measured.resolver) as warned, CycleWatch() as cycles:
+    with (
+        TracingSession(nframe) as session,
+        WarningCapture(measured.resolver) as warned,
+        CycleWatch() as cycles,
+    ):
         for _ in range(warmup):
             func(*args, **kwargs)
         measured.measure(cycles, warned)
@@ -208,7 +212,8 @@ def _report(
     fd_rule = growth_rule(measured.fds) if measured.counter.directory else None
     leaked_fds: Tuple[Any, ...] = ()
     if len(measured.fd_sets) == 2:
-        leaked_fds = leaked_descriptors(measured.counter, *measured.fd_sets, measured.resolver)
+        first, last = measured.fd_sets
+        leaked_fds = leaked_descriptors(measured.counter, first, last, measured.resolver)
     resources = ResourceReport(
         fds=tuple(measured.fds) if measured.counter.directory else (),
         rule=fd_rule,
