@@ -29,6 +29,7 @@ __all__ = [
     "RawSnapshot",
     "_capture_stack",
     "_object_block",
+    "_exact_objects",
 ]
 
 _RawFrame: TypeAlias = Tuple[str, int]
@@ -119,3 +120,13 @@ def _capture_stack(limit: int) -> Tuple[list[_RawFrame], int]:
 
 def _object_block(obj: object) -> int:
     """Address of the memory block holding ``obj``."""
+
+def _exact_objects(enable: bool) -> bool:
+    """Make floats, tuples, lists and dicts (and dict keys objects) come from
+    the allocator while on, instead of from the interpreter's free lists, so
+    that tracebacks name the line that created each object. Acts on the
+    current interpreter; returns whether it was on before. Turning it on while
+    on re-applies it: needed after each full collection, which makes the float
+    and tuple free lists usable again. Off leaves the free lists empty and
+    usable. Does nothing and returns False on CPython 3.9. Raises TracingError
+    if it is on in another interpreter."""

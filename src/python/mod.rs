@@ -4,6 +4,7 @@
 use pyo3::prelude::*;
 
 mod errors;
+mod exact;
 mod snapshot;
 pub mod stack;
 mod tracing;
@@ -12,5 +13,6 @@ mod tracing;
 fn _leakguard(m: &Bound<'_, PyModule>) -> PyResult<()> {
     tracing::register(m)?;
     stack::register(m)?;
+    exact::register(m)?;
     Ok(())
 }
