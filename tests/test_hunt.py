@@ -491,10 +491,11 @@ def test_example_service_report() -> None:
     ]
     flagged = {int(w.rsplit(":", 1)[1]) for w in leaks}
     for fragment in (
-        "AUDIT_TRAIL.append(",
-        "PAGE_CACHE[request_id] = page",
+        "AUDIT_TRAIL.append(",  # the audit records
+        "return json.dumps(body)",  # the pages PAGE_CACHE keeps
         'Session(f"user-',
         "self.seen[job] =",
+        "log = open(",
     ):
         assert line(fragment) in flagged, (fragment, out)
     for fragment in ("return tuple(round(i * 1.07", "COUNTRIES[f", "scratch = [str(i)"):

@@ -34,6 +34,7 @@ __all__ = [
     "_live_blocks",
     "_locate_objects",
     "_owned_blocks",
+    "_exact_objects",
 ]
 
 _RawFrame: TypeAlias = Tuple[str, int]
@@ -168,3 +169,13 @@ def _locate_objects(
 def _owned_blocks(obj: object) -> list[int]:
     """Addresses of the blocks ``obj`` owns, as ``_locate_objects`` sees
     them: its own block first (``_object_block``), then its buffers."""
+
+def _exact_objects(enable: bool) -> bool:
+    """Make floats, tuples, lists and dicts (and dict keys objects) come from
+    the allocator while on, instead of from the interpreter's free lists, so
+    that tracebacks name the line that created each object. Acts on the
+    current interpreter; returns whether it was on before. Turning it on while
+    on re-applies it: needed after each full collection, which makes the float
+    and tuple free lists usable again. Off leaves the free lists empty and
+    usable. Does nothing and returns False on CPython 3.9. Raises TracingError
+    if it is on in another interpreter."""

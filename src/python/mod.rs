@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 
 mod errors;
 mod objects;
+mod exact;
 mod snapshot;
 pub mod stack;
 mod tracing;
@@ -14,5 +15,6 @@ fn _leakguard(m: &Bound<'_, PyModule>) -> PyResult<()> {
     tracing::register(m)?;
     stack::register(m)?;
     objects::register(m)?;
+    exact::register(m)?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 /*
  * cpython.c -- reads the calling thread's Python stack straight from the
- * interpreter's own frame structures, for the allocator hooks.
+ * interpreter's own frame structures, for the allocator hooks; and, at the
+ * end, the switch that keeps objects out of the interpreter's free lists.
  *
  * Compiled by build.rs against the *target* interpreter's own headers, with
  * Py_BUILD_CORE, so every layout below comes from that interpreter's
@@ -18,6 +19,12 @@
  * object owns, for mapping traced blocks back to live objects. Those
  * functions run with the GIL held, called from Python, and follow the same
  * rules (except lg_objects_init, which runs once at import).
+ * Every function here up to the "exact objects" section runs inside
+ * PyMem/PyObject allocator hooks, so none of them may allocate, call a
+ * Python API that can allocate or run Python code, create frame objects or
+ * change a reference count. Each use of a CPython function or macro says why
+ * it is allowed. The "exact objects" section runs from Python (and from the
+ * list and dict deallocators) with the GIL held, and has its own rules.
  *
  * What "the stack" means is fixed by stdlib tracemalloc (Modules/_tracemalloc.c
  * before 3.12, Python/tracemalloc.c since): the same frames are skipped, the
@@ -64,6 +71,12 @@
 #endif
 #include "internal/pycore_pystate.h" /* _PyThreadState_GET */
 #include "internal/pycore_runtime.h" /* _PyRuntime, _PyRuntimeState_GetFinalizing */
+#if PY_VERSION_HEX >= 0x030A0000
+#  include "internal/pycore_interp.h" /* the free lists in PyInterpreterState */
+#endif
+#if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
+#  include "internal/pycore_dict.h" /* DICT_VERSION_MASK (dict watchers) */
+#endif
 
 /* Keep identical to `RawFrame` in cpython.rs. */
 typedef struct {
@@ -889,4 +902,457 @@ int
 lg_gc_untracked(PyObject *op)
 {
     return _PyObject_IS_GC(op) && !_PyObject_GC_IS_TRACKED(op);
+}
+/* ========================================================================
+ * Exact objects: keeping objects out of the interpreter's free lists.
+ *
+ * CPython keeps some freed objects in per-interpreter free lists and hands
+ * them out again without calling the allocator, so the hooks never see the
+ * reuse and the object keeps the traceback of its block's first allocation.
+ * Stdlib tracemalloc alone is told of each reuse (_Py_NewReference calls
+ * _PyTraceMalloc_NewReference on 3.9-3.12; 3.13 has PyRefTracer, one per
+ * runtime). While the switch below is on, the free lists of floats, tuples,
+ * lists, dicts and dict keys are empty and unused: those objects come from
+ * the allocator and go back to it, through the hooks.
+ *
+ * Everything here runs with the GIL held: lg_exact_objects() from Python,
+ * the deallocator wrappers from the interpreter. Nothing here runs Python
+ * code or releases the GIL, so no other thread sees a state in between.
+ * Every write is one the interpreter's own code makes, and each version's
+ * code was read in its source and checked against the disassembly of
+ * 3.10.13, 3.11.7, 3.12.1 and 3.13.0:
+ *
+ * - Emptying a free list frees each entry the way the interpreter's own
+ *   clear does (_PyFloat_ClearFreeList, _PyTuple_ClearFreeList,
+ *   _PyList_ClearFreeList, _PyDict_ClearFreeList, which every full
+ *   collection runs): PyObject_Free for floats and, on 3.10-3.12, for dict
+ *   keys; PyMem_Free for dict keys on 3.13; PyObject_GC_Del for tuples,
+ *   lists and dicts. The frees go through the hooks.
+ *
+ * - Floats and tuples are linked lists (next pointer in ob_type, resp.
+ *   ob_item[0]). On 3.10-3.12 the deallocators push only while
+ *   numfree < MAX (float_dealloc and 3.11+'s _PyFloat_ExactDealloc free the
+ *   float when numfree >= PyFloat_MAXFREELIST; tupledealloc / maybe_freelist_push
+ *   push while numfree[i] < PyTuple_MAXFREELIST), and the allocators pop
+ *   only a non-NULL head (PyFloat_FromDouble; tuple_alloc /
+ *   maybe_freelist_pop), never reading numfree. An empty list whose numfree
+ *   is MAX is thus never used. numfree then no longer counts the entries,
+ *   which only sys._debugmallocstats() reports.
+ *
+ * - Lists, dicts and dict keys are arrays. On 3.10-3.12 the deallocators
+ *   push while numfree < MAX (list_dealloc, dict_dealloc, free_keys_object
+ *   and its inlined copies) and the allocators pop while numfree != 0
+ *   (PyList_New; new_dict and its inlined copies) or > 0 (new_keys_object,
+ *   insert_to_emptydict): no value of numfree stops both, and a negative
+ *   one would make a push write before the array. So the list and dict
+ *   deallocators are wrapped instead (below): PyList_Type.tp_dealloc and
+ *   PyDict_Type.tp_dealloc become lg_list_dealloc / lg_dict_dealloc, which
+ *   call the interpreter's own and then empty the free list again. Dict
+ *   keys objects are freed by a static function, not through a slot; the
+ *   dict wrapper empties their free list too.
+ *
+ * - 3.13 (GIL build) checks numfree >= 0 before every push (an unsigned
+ *   compare with MAX in the binary: float, tuple, list, dict, dict keys) and
+ *   pops only when numfree > 0 or the head is non-NULL, because interpreter
+ *   finalization empties each list and sets its numfree to -1
+ *   (_PyObject_ClearFreeLists(freelists, 1)). The switch does just that.
+ *
+ * - 3.9: the free lists are static variables of Objects/floatobject.c,
+ *   tupleobject.c, listobject.c and dictobject.c, out of reach: nothing is
+ *   done and lg_exact_objects() reports the switch as off.
+ *
+ * A full collection (gc.collect(), or generation 2 reached on its own) runs
+ * the clears above (gc_collect_main; 3.13: with is_finalization 0), which
+ * set the float and tuple counts back to 0 on every version: those free
+ * lists fill up again until the switch is re-applied (turning it on while on
+ * re-applies everything). On 3.13 the lists, dicts and dict keys stay at -1
+ * through a collection.
+ *
+ * Not covered:
+ * - on 3.10-3.12, dict keys objects freed outside a dict's deallocation (a
+ *   dict outgrowing its first table, dict.clear(), ...) and taken again
+ *   before the next dict deallocation or re-application empties the list;
+ * - other free lists and caches (the one-slot slice cache, async generator
+ *   wrappers and asends, contexts, 3.10's frames), and objects reused in
+ *   place without being freed (3.12+ float arithmetic that overwrites an
+ *   operand it holds the last reference to; the result tuple that zip,
+ *   enumerate and dict.items() iterators recycle), which stdlib tracemalloc
+ *   does not see either;
+ * - interpreters other than the one the switch is on in (one at a time).
+ * ======================================================================== */
+
+#if PY_VERSION_HEX >= 0x030A0000
+
+/* Field access per version. LG_HAVE_* is left undefined where the build has
+ * no such free list (--without-freelists, or a MAX of 0 on 3.11/3.12). */
+#  if PY_VERSION_HEX >= 0x030D0000
+#    ifdef WITH_FREELISTS
+#      define LG_HAVE_FLOATS 1
+#      define LG_HAVE_TUPLES 1
+#      define LG_HAVE_LISTS 1
+#      define LG_HAVE_DICTS 1
+#    endif
+#    define LG_FLOAT_HEAD(i) ((i)->object_state.freelists.floats.items)
+#    define LG_FLOAT_NUMFREE(i) ((i)->object_state.freelists.floats.numfree)
+#    define LG_TUPLE_HEAD(i, k) ((i)->object_state.freelists.tuples.items[k])
+#    define LG_TUPLE_NUMFREE(i, k) ((i)->object_state.freelists.tuples.numfree[k])
+#    define LG_TUPLE_FIRST 0 /* items[k]: tuples of size k + 1 */
+#    define LG_TUPLE_END PyTuple_NFREELISTS
+#    define LG_LIST_ITEMS(i) ((i)->object_state.freelists.lists.items)
+#    define LG_LIST_NUMFREE(i) ((i)->object_state.freelists.lists.numfree)
+#    define LG_DICT_ITEMS(i) ((i)->object_state.freelists.dicts.items)
+#    define LG_DICT_NUMFREE(i) ((i)->object_state.freelists.dicts.numfree)
+#    define LG_KEYS_ITEMS(i) ((i)->object_state.freelists.dictkeys.items)
+#    define LG_KEYS_NUMFREE(i) ((i)->object_state.freelists.dictkeys.numfree)
+     /* 3.13 allocates dict keys with PyMem_Malloc (new_keys_object) and its
+      * clear frees them with PyMem_Free. */
+#    define LG_KEYS_FREE(p) PyMem_Free(p)
+     /* The count that keeps a free list unused: what finalization stores. */
+#    define LG_FLOAT_OFF (-1)
+#    define LG_TUPLE_OFF (-1)
+#  else
+#    if PY_VERSION_HEX < 0x030B0000
+       /* 3.10 keeps PyFloat_MAXFREELIST (100) in floatobject.c; the state
+        * struct is in pycore_interp.h unconditionally. (Any count is safe
+        * for a linked list: a build with a larger MAX would only keep
+        * pushing.) */
+#      define LG_HAVE_FLOATS 1
+#      define LG_FLOAT_OFF 100
+#      if PyTuple_MAXSAVESIZE > 0
+#        define LG_HAVE_TUPLES 1
+#      endif
+#      define LG_HAVE_LISTS 1
+#      define LG_HAVE_DICTS 1
+       /* free_list[k]: tuples of size k; free_list[0] holds the empty tuple
+        * singleton, which the interpreter's clear leaves alone too. */
+#      define LG_TUPLE_FIRST 1
+#      define LG_TUPLE_END PyTuple_MAXSAVESIZE
+#    else
+#      if PyFloat_MAXFREELIST > 0
+#        define LG_HAVE_FLOATS 1
+#        define LG_FLOAT_OFF PyFloat_MAXFREELIST
+#      endif
+#      if PyTuple_NFREELISTS > 0
+#        define LG_HAVE_TUPLES 1
+#      endif
+#      if PyList_MAXFREELIST > 0
+#        define LG_HAVE_LISTS 1
+#      endif
+#      if PyDict_MAXFREELIST > 0
+#        define LG_HAVE_DICTS 1
+#      endif
+       /* free_list[k]: tuples of size k + 1 (the empty tuple is a static
+        * singleton). */
+#      define LG_TUPLE_FIRST 0
+#      define LG_TUPLE_END PyTuple_NFREELISTS
+#    endif
+#    define LG_TUPLE_OFF PyTuple_MAXFREELIST
+#    define LG_FLOAT_HEAD(i) ((i)->float_state.free_list)
+#    define LG_FLOAT_NUMFREE(i) ((i)->float_state.numfree)
+#    define LG_TUPLE_HEAD(i, k) ((i)->tuple.free_list[k])
+#    define LG_TUPLE_NUMFREE(i, k) ((i)->tuple.numfree[k])
+#    define LG_LIST_ITEMS(i) ((i)->list.free_list)
+#    define LG_LIST_NUMFREE(i) ((i)->list.numfree)
+#    define LG_DICT_ITEMS(i) ((i)->dict_state.free_list)
+#    define LG_DICT_NUMFREE(i) ((i)->dict_state.numfree)
+#    define LG_KEYS_ITEMS(i) ((i)->dict_state.keys_free_list)
+#    define LG_KEYS_NUMFREE(i) ((i)->dict_state.keys_numfree)
+#    define LG_KEYS_FREE(p) PyObject_Free(p)
+#    define LG_WRAP_DEALLOCS 1
+#  endif
+
+/* The interpreter whose free lists are off, or NULL. Written with that
+ * interpreter's GIL held; read by the deallocator wrappers, which run in
+ * every interpreter (3.12+: each with its own GIL), hence atomic. Compared,
+ * never dereferenced. */
+static PyInterpreterState *lg_exact_interp;
+
+/* Empties the float free list as _PyFloat_ClearFreeList does, then stores
+ * `numfree`. The chain is detached first, so the list is never seen half
+ * freed. */
+static void
+floats_reset(PyInterpreterState *interp, int numfree)
+{
+#  ifdef LG_HAVE_FLOATS
+    PyFloatObject *f = LG_FLOAT_HEAD(interp);
+    LG_FLOAT_HEAD(interp) = NULL;
+    LG_FLOAT_NUMFREE(interp) = numfree;
+    while (f != NULL) {
+        PyFloatObject *next = (PyFloatObject *)Py_TYPE(f);
+        PyObject_Free(f);
+        f = next;
+    }
+#  else
+    (void)interp;
+    (void)numfree;
+#  endif
+}
+
+/* Empties each tuple free list as _PyTuple_ClearFreeList does, then stores
+ * `numfree` for each. */
+static void
+tuples_reset(PyInterpreterState *interp, int numfree)
+{
+#  ifdef LG_HAVE_TUPLES
+    for (int k = LG_TUPLE_FIRST; k < LG_TUPLE_END; k++) {
+        PyTupleObject *p = LG_TUPLE_HEAD(interp, k);
+        LG_TUPLE_HEAD(interp, k) = NULL;
+        LG_TUPLE_NUMFREE(interp, k) = numfree;
+        while (p != NULL) {
+            PyTupleObject *q = p;
+            p = (PyTupleObject *)p->ob_item[0];
+            PyObject_GC_Del(q);
+        }
+    }
+#  else
+    (void)interp;
+    (void)numfree;
+#  endif
+}
+
+/* Frees the lists on the free list, last first, as _PyList_ClearFreeList
+ * does (each step leaves a valid list). */
+static void
+lists_drain(PyInterpreterState *interp)
+{
+#  ifdef LG_HAVE_LISTS
+    while (LG_LIST_NUMFREE(interp) > 0) {
+        PyListObject *op = LG_LIST_ITEMS(interp)[--LG_LIST_NUMFREE(interp)];
+        PyObject_GC_Del(op);
+    }
+#  else
+    (void)interp;
+#  endif
+}
+
+/* Frees the dicts, then the dict keys objects, on their free lists, as
+ * _PyDict_ClearFreeList does. */
+static void
+dicts_drain(PyInterpreterState *interp)
+{
+#  ifdef LG_HAVE_DICTS
+    while (LG_DICT_NUMFREE(interp) > 0) {
+        PyDictObject *op = LG_DICT_ITEMS(interp)[--LG_DICT_NUMFREE(interp)];
+        PyObject_GC_Del(op);
+    }
+    while (LG_KEYS_NUMFREE(interp) > 0) {
+        LG_KEYS_FREE(LG_KEYS_ITEMS(interp)[--LG_KEYS_NUMFREE(interp)]);
+    }
+#  else
+    (void)interp;
+#  endif
+}
+
+#  ifdef LG_WRAP_DEALLOCS
+/*
+ * 3.10-3.12: the list and dict deallocator wrappers.
+ *
+ * The interpreter's own deallocators (saved once, never changed after)
+ * stay in charge: they clear the object and then either push it onto the
+ * free list or free it. The wrapper then empties the free list, this object
+ * included, when the switch is on in the calling thread's interpreter.
+ * Emptying the whole list (not just this object) also catches entries
+ * pushed by a deallocation that began before the switch was turned on and
+ * was suspended in a finalizer meanwhile; nested deallocations (a list
+ * holding the last reference to another) each empty the list after their
+ * own push.
+ *
+ * Every list or dict deallocation goes through the type slot: _Py_Dealloc,
+ * subtype_dealloc of Python subclasses (which looks the base's slot up at
+ * each call), the trashcan's deferred deallocations and the C subclasses
+ * that call PyDict_Type.tp_dealloc (OrderedDict, defaultdict); the binaries
+ * contain no direct call of list_dealloc or dict_dealloc. A C type readied
+ * while the wrapper is installed inherits it and keeps it: the wrapper stays
+ * correct when the switch is off (it then only forwards).
+ *
+ * The trashcan. list_dealloc and dict_dealloc guard their recursion with
+ * Py_TRASHCAN_BEGIN(op, list_dealloc), whose condition (_PyTrash_cond) is
+ * Py_TYPE(op)->tp_dealloc == list_dealloc: false once the slot holds the
+ * wrapper, so freeing a long chain of nested lists would overflow the C
+ * stack. The wrappers carry the same guard for themselves: for an exact
+ * list or dict (whose slot is the wrapper) the trashcan counts the nesting
+ * and, past PyTrash_UNWIND_LEVEL, defers the object to
+ * _PyTrash_thread_destroy_chain, which calls Py_TYPE(op)->tp_dealloc later
+ * (the wrapper, or the original if the switch was turned off meanwhile:
+ * both accept an object in that state). A deferred object must be untracked
+ * by the GC first (the chain links it through its GC header); the original
+ * deallocators untrack first thing, so untracking before them changes
+ * nothing, except for a 3.12 dict with watchers (below). For other types
+ * (subclasses) the condition is false in both, as without the wrapper: their
+ * subtype_dealloc has its own guard.
+ */
+static destructor lg_list_dealloc_orig;
+static destructor lg_dict_dealloc_orig;
+
+/* The calling thread's interpreter if the switch is on in it, else NULL. */
+static PyInterpreterState *
+exact_here(void)
+{
+    PyInterpreterState *on = __atomic_load_n(&lg_exact_interp, __ATOMIC_ACQUIRE);
+    if (on == NULL) {
+        return NULL;
+    }
+    PyThreadState *tstate = _PyThreadState_GET();
+    return tstate != NULL && tstate->interp == on ? on : NULL;
+}
+
+static void
+lg_list_dealloc(PyObject *op)
+{
+    PyObject_GC_UnTrack(op);
+    Py_TRASHCAN_BEGIN(op, lg_list_dealloc)
+    lg_list_dealloc_orig(op);
+    PyInterpreterState *interp = exact_here();
+    if (interp != NULL) {
+        lists_drain(interp);
+    }
+    Py_TRASHCAN_END
+}
+
+static void
+lg_dict_dealloc(PyObject *op)
+{
+#    if PY_VERSION_HEX >= 0x030C0000
+    /*
+     * 3.12: dict_dealloc first tells the dict's watchers (PyDict_Watch; none
+     * in CPython itself) and returns if one resurrected the dict, which must
+     * then still be tracked; it untracks afterwards. For a watched dict, keep
+     * that order and call it without a guard of ours: only a long chain of
+     * nested watched dicts runs unguarded.
+     */
+    if (((PyDictObject *)op)->ma_version_tag & DICT_VERSION_MASK) {
+        lg_dict_dealloc_orig(op);
+        PyInterpreterState *interp = exact_here();
+        if (interp != NULL) {
+            dicts_drain(interp);
+        }
+        return;
+    }
+#    endif
+    PyObject_GC_UnTrack(op);
+    Py_TRASHCAN_BEGIN(op, lg_dict_dealloc)
+    lg_dict_dealloc_orig(op);
+    PyInterpreterState *interp = exact_here();
+    if (interp != NULL) {
+        dicts_drain(interp);
+    }
+    Py_TRASHCAN_END
+}
+
+/* Whether `type`'s slot holds the wrapper, or the original (saved or still
+ * to be saved), i.e. no other code replaced it. */
+static int
+slot_is_known(PyTypeObject *type, destructor orig, destructor wrapper)
+{
+    destructor cur = __atomic_load_n(&type->tp_dealloc, __ATOMIC_RELAXED);
+    return cur == wrapper || orig == NULL || cur == orig;
+}
+
+static void
+slot_install(PyTypeObject *type, destructor *orig, destructor wrapper)
+{
+    destructor cur = __atomic_load_n(&type->tp_dealloc, __ATOMIC_RELAXED);
+    if (cur == wrapper) {
+        return;
+    }
+    if (*orig == NULL) {
+        *orig = cur;
+    }
+    /* Release: a thread that finds the wrapper in the slot (3.12+: maybe in
+     * another interpreter, under another GIL) also finds *orig. */
+    __atomic_store_n(&type->tp_dealloc, wrapper, __ATOMIC_RELEASE);
+}
+
+static void
+slot_restore(PyTypeObject *type, destructor orig, destructor wrapper)
+{
+    if (__atomic_load_n(&type->tp_dealloc, __ATOMIC_RELAXED) == wrapper) {
+        __atomic_store_n(&type->tp_dealloc, orig, __ATOMIC_RELEASE);
+    }
+}
+#  endif /* LG_WRAP_DEALLOCS */
+
+/* Empties the free lists and keeps them from being used. */
+static void
+exact_apply(PyInterpreterState *interp)
+{
+#  if defined(LG_HAVE_FLOATS)
+    floats_reset(interp, LG_FLOAT_OFF);
+#  endif
+#  if defined(LG_HAVE_TUPLES)
+    tuples_reset(interp, LG_TUPLE_OFF);
+#  endif
+    lists_drain(interp);
+    dicts_drain(interp);
+#  if PY_VERSION_HEX >= 0x030D0000 && defined(WITH_FREELISTS)
+    LG_LIST_NUMFREE(interp) = -1;
+    LG_DICT_NUMFREE(interp) = -1;
+    LG_KEYS_NUMFREE(interp) = -1;
+#  endif
+}
+
+/* Leaves the free lists empty and usable: the state a collection leaves. */
+static void
+exact_restore(PyInterpreterState *interp)
+{
+    floats_reset(interp, 0);
+    tuples_reset(interp, 0);
+    lists_drain(interp);
+    dicts_drain(interp);
+#  if PY_VERSION_HEX >= 0x030D0000 && defined(WITH_FREELISTS)
+    LG_LIST_NUMFREE(interp) = 0;
+    LG_DICT_NUMFREE(interp) = 0;
+    LG_KEYS_NUMFREE(interp) = 0;
+#  endif
+}
+
+#endif /* PY_VERSION_HEX >= 0x030A0000 */
+
+/*
+ * Turns exact objects on (`enable` != 0) or off for the calling thread's
+ * interpreter. On: empties the free lists and keeps them from being used;
+ * turning it on while on re-applies all of it (after a full collection).
+ * Off: leaves the free lists empty and usable again, as a collection does.
+ * The GIL must be held.
+ *
+ * Returns 1 if it was on before, 0 if it was off (always 0 on 3.9, where it
+ * does nothing), -1 if it is on in another interpreter (nothing done), -2 if
+ * other code replaced PyList_Type's or PyDict_Type's deallocator since it was
+ * saved (nothing done).
+ */
+int
+lg_exact_objects(int enable)
+{
+#if PY_VERSION_HEX < 0x030A0000
+    (void)enable;
+    return 0;
+#else
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    PyInterpreterState *on = __atomic_load_n(&lg_exact_interp, __ATOMIC_RELAXED);
+    if (on != NULL && on != interp) {
+        return -1;
+    }
+    int was = on == interp;
+    if (enable) {
+#  ifdef LG_WRAP_DEALLOCS
+        if (!slot_is_known(&PyList_Type, lg_list_dealloc_orig, lg_list_dealloc)
+            || !slot_is_known(&PyDict_Type, lg_dict_dealloc_orig, lg_dict_dealloc)) {
+            return -2;
+        }
+        slot_install(&PyList_Type, &lg_list_dealloc_orig, lg_list_dealloc);
+        slot_install(&PyDict_Type, &lg_dict_dealloc_orig, lg_dict_dealloc);
+#  endif
+        __atomic_store_n(&lg_exact_interp, interp, __ATOMIC_RELEASE);
+        exact_apply(interp);
+    }
+    else if (was) {
+#  ifdef LG_WRAP_DEALLOCS
+        slot_restore(&PyList_Type, lg_list_dealloc_orig, lg_list_dealloc);
+        slot_restore(&PyDict_Type, lg_dict_dealloc_orig, lg_dict_dealloc);
+#  endif
+        __atomic_store_n(&lg_exact_interp, NULL, __ATOMIC_RELEASE);
+        exact_restore(interp);
+    }
+    return was;
+#endif
 }

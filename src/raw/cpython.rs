@@ -9,6 +9,10 @@
 //!
 //! What a captured stack contains is defined by stdlib `tracemalloc`: the
 //! same frames, the same line numbers, the same total depth.
+//!
+//! The shim also holds the "exact objects" switch ([`lg_exact_objects`],
+//! [`exact_objects`]), which keeps floats, tuples, lists and dicts out of the
+//! interpreter's free lists so that each comes from the allocator.
 
 use std::os::raw::{c_char, c_int, c_long, c_void};
 
@@ -168,6 +172,28 @@ extern "C" {
     ///
     /// The GIL must be held and `op` must point to a live object.
     pub fn lg_gc_untracked(op: *mut pyo3::ffi::PyObject) -> c_int;
+    /// Turns "exact objects" on (`enable != 0`) or off for the calling
+    /// thread's interpreter. On: empties the interpreter's free lists of
+    /// floats, tuples, lists, dicts and dict keys (freeing each entry as
+    /// the interpreter's own clear does, through the hooks) and keeps them
+    /// from being used, so those objects come from the allocator; called
+    /// while on, it re-applies all of that (a full collection makes the
+    /// float and tuple free lists usable again). Off: leaves the free lists
+    /// empty and usable. See the "exact objects" section of `cpython.c` for
+    /// what each CPython version does and what is not covered.
+    ///
+    /// Returns 1 if it was on before, 0 if it was off (always 0 on 3.9,
+    /// where it does nothing), -1 if it is on in another interpreter, -2 if
+    /// other code replaced `PyList_Type`'s or `PyDict_Type`'s deallocator
+    /// (nothing is done in those two cases).
+    ///
+    /// # Safety
+    ///
+    /// The calling thread must hold the GIL of the interpreter it acts on.
+    /// It may be called at any point Python code can run (including from a
+    /// finalizer or a gc callback), never from an allocator hook or a
+    /// signal handler.
+    pub fn lg_exact_objects(enable: c_int) -> c_int;
 }
 
 /// Captures the calling thread's stack into `buf`, most recent first:
@@ -230,4 +256,26 @@ pub unsafe fn frame_filename(_py: Python<'_>, frame: &RawFrame) -> Option<String
 pub fn object_block(obj: &Bound<'_, PyAny>) -> usize {
     // SAFETY: `obj` is a live object for as long as the `Bound` exists.
     unsafe { lg_object_block(obj.as_ptr().cast()) as usize }
+}
+
+/// Why [`exact_objects`] changed nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExactError {
+    /// The switch is on in another interpreter.
+    OtherInterpreter,
+    /// Other code replaced the list or dict deallocator.
+    DeallocReplaced,
+}
+
+/// Turns exact objects on or off for the current interpreter (see
+/// [`lg_exact_objects`]); returns whether it was on before.
+pub fn exact_objects(_py: Python<'_>, enable: bool) -> Result<bool, ExactError> {
+    // SAFETY: the GIL is held (`py`) by this thread, which runs Python code,
+    // not a hook or a signal handler.
+    match unsafe { lg_exact_objects(c_int::from(enable)) } {
+        0 => Ok(false),
+        1 => Ok(true),
+        -1 => Err(ExactError::OtherInterpreter),
+        _ => Err(ExactError::DeallocReplaced),
+    }
 }

@@ -4,7 +4,8 @@
 //! - `mem`      — memory that never comes from the hooked allocators (`mmap`).
 //! - `table`    — the lock-free pointer → (size, traceback) table.
 //! - `intern`   — append-only, lock-free-read interning of tracebacks.
-//! - `cpython`  — (python feature) FFI to the C shim that reads frames.
+//! - `cpython`  — (python feature) FFI to the C shim that reads frames and
+//!   keeps objects out of the interpreter's free lists.
 //! - `hooks`    — (python feature) the `PyMem_SetAllocator` hooks.
 //! - `objects`  — (python feature) from traced blocks back to live objects.
 

@@ -3,8 +3,9 @@ tracing state as it was; and running leakguard's own work unrecorded."""
 
 from __future__ import annotations
 
+import gc
 from types import TracebackType
-from typing import Optional, Type
+from typing import Any, Dict, Optional, Type
 
 from .. import _leakguard as native
 from ..tracemalloc import _check_nframe
@@ -23,8 +24,16 @@ class unrecorded:  # noqa: N801 - used like a function: ``with unrecorded():``
         native._pause_thread(self._was)
 
 
+def _reapply_exact(phase: str, info: Dict[str, Any]) -> None:
+    # A full collection clears the free lists and makes some usable again.
+    if phase == "stop" and info.get("generation") == 2:
+        native._exact_objects(True)
+
+
 class TracingSession:
-    """Traces with at least ``nframe`` frames while open.
+    """Traces with at least ``nframe`` frames while open, with exact objects
+    (free lists off: every object comes from the allocator and is charged to
+    the line that created it; see ``_exact_objects``).
 
     If the program was tracing already, its traces are kept and only the
     frame limit is raised; on close the limit goes back. If it was not, tracing
@@ -37,8 +46,12 @@ class TracingSession:
         self.nframe = self.requested
         self._was_tracing = False
         self._old_nframe = 0
+        self._was_exact = False
 
     def __enter__(self) -> TracingSession:
+        self._was_exact = native._exact_objects(True)
+        if not self._was_exact:
+            gc.callbacks.append(_reapply_exact)
         self._was_tracing = native.is_tracing()
         if self._was_tracing:
             self._old_nframe = native.get_traceback_limit()
@@ -55,8 +68,16 @@ class TracingSession:
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> None:
-        if self._was_tracing:
-            if not native.is_tracing() or native.get_traceback_limit() != self._old_nframe:
-                native.start(self._old_nframe)
-        elif native.is_tracing():
-            native.stop()
+        try:
+            if self._was_tracing:
+                if not native.is_tracing() or native.get_traceback_limit() != self._old_nframe:
+                    native.start(self._old_nframe)
+            elif native.is_tracing():
+                native.stop()
+        finally:
+            if not self._was_exact:
+                try:
+                    gc.callbacks.remove(_reapply_exact)
+                except ValueError:  # pragma: no cover - removed by the program
+                    pass
+                native._exact_objects(False)
