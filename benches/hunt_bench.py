@@ -6,10 +6,12 @@ holder search on a heap of a million objects.
     python benches/hunt_bench.py --workloads request_handler --reps 3 --json hunt.json
 
 **Hunt overhead.** For each workload, one fresh process per measurement, interleaved: *untraced*
-runs ``run(scale)`` ``warmup + rounds`` times (2 + 5); *traced* does the same with leakguard
-tracing at the hunt's frame depth (16); *hunt* runs ``leakguard.hunt(run, scale)`` with the
-same rounds. The hunt's cost is hunt / traced - 1: the snapshots, collections and analysis it
-adds on top of tracing (target: at most 10%). The leaks each hunt flagged are listed too: these
+runs ``run(scale)`` ``warmup + rounds`` times (2 + 5), with a full collection after each; *traced*
+does the same with leakguard tracing at the hunt's frame depth (16); *exact* also keeps objects
+out of CPython's free lists, as a hunt does (so that each is charged to the line that created
+it); *hunt* runs ``leakguard.hunt(run, scale)`` with the same rounds. The hunt's cost over
+tracing is hunt / traced - 1; the part its snapshots and analysis add is hunt / exact - 1
+(target: at most 10%). The leaks each hunt flagged are listed too: these
 workloads do not leak (request_handler has a bounded cache), so any is a false positive.
 
 **Holder search.** A fresh process builds ``--objects`` live objects (lists and dicts held by
@@ -36,7 +38,7 @@ from workloads import WORKLOADS
 
 BENCHES = Path(__file__).resolve().parent
 ROUNDS, WARMUP, NFRAME = 5, 2, 16
-MODES = ("untraced", "traced", "hunt")
+MODES = ("untraced", "traced", "exact", "hunt")
 
 HEAP: List[Any] = []
 LEAK: List[Any] = []
@@ -53,12 +55,15 @@ def child_workload(mode: str, workload: str, scale: float) -> Dict[str, Any]:
         report = leakguard.hunt(module.run, scale, rounds=ROUNDS, warmup=WARMUP, nframe=NFRAME)
         flagged = [f"{s.where} ({s.size_per_round:+.0f} B/round)" for s in report.leaks]
     else:
-        if mode == "traced":
+        if mode in ("traced", "exact"):
             leakguard.start(NFRAME)
+        if mode == "exact":
+            leakguard._leakguard._exact_objects(True)
+            gc.callbacks.append(lambda phase, info: leakguard._leakguard._exact_objects(True))
         for _ in range(WARMUP + ROUNDS):
             module.run(scale)
             gc.collect()  # as often as the hunt collects: only its own work differs
-        if mode == "traced":
+        if mode in ("traced", "exact"):
             leakguard.stop()
     wall = time.perf_counter() - started
     return {"mode": mode, "workload": workload, "wall_s": wall, "flagged": flagged}
@@ -148,9 +153,11 @@ def main(argv: List[str]) -> int:
                 workload,
                 f"{med['untraced']:.2f}",
                 f"{med['traced']:.2f}",
+                f"{med['exact']:.2f}",
                 f"{med['hunt']:.2f}",
                 f"{med['traced'] / med['untraced']:.2f}x",
                 f"{(med['hunt'] / med['traced'] - 1) * 100:+.1f}%",
+                f"{(med['hunt'] / med['exact'] - 1) * 100:+.1f}%",
                 str(len(flagged)) if not flagged else "; ".join(flagged),
             ]
         )

@@ -4,8 +4,8 @@
 use pyo3::prelude::*;
 
 mod errors;
-mod objects;
 mod exact;
+mod objects;
 mod snapshot;
 pub mod stack;
 mod tracing;

@@ -26,6 +26,9 @@ fn live_blocks(tracebacks: Vec<Vec<(String, i64)>>, limit: i64) -> PyResult<Vec<
     Ok(tracer::live_blocks_by_traceback(&tracebacks, limit))
 }
 
+/// One result of `_locate_objects`: `(key, obj, via_buffer, untracked_path)`.
+type Located = (i64, Py<PyAny>, bool, Vec<Py<PyAny>>);
+
 /// `_locate_objects(objects, blocks, per_key) -> list[(key, obj, via_buffer,
 /// untracked_path)]`: objects among `objects` and the objects they reference
 /// that own a block of `blocks` (address → key), at most `per_key` per key.
@@ -36,7 +39,7 @@ fn locate_objects(
     objects: &Bound<'_, PyList>,
     blocks: BlockKeys,
     per_key: i64,
-) -> PyResult<Vec<(i64, Py<PyAny>, bool, Vec<Py<PyAny>>)>> {
+) -> PyResult<Vec<Located>> {
     let per_key = usize::try_from(per_key)
         .map_err(|_| Error::Usage("the number of objects per key must not be negative".into()))?;
     Ok(objects::locate(py, objects, &blocks, per_key)
