@@ -10,9 +10,10 @@ format instead of a pickle.
 Known differences: ``start()`` also accepts ``nframe`` as a keyword; the
 interpreter's ``-X tracemalloc`` option and ``PYTHONTRACEMALLOC`` start the
 stdlib tracer, not this one; the C-API (``PyTraceMalloc_Track``) feeds the
-stdlib tracer only; before Python 3.13 an object reused from a free list
-keeps the traceback of its first allocation (only the stdlib tracer is told
-about the reuse).
+stdlib tracer only; an object reused from one of the interpreter's free
+lists keeps the traceback of its block's first allocation (only the stdlib
+tracer is told about the reuse; ``leakguard.hunt`` and ``leakguard.track``
+switch the free lists off while they run).
 """
 
 from __future__ import annotations
