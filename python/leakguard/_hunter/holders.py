@@ -395,7 +395,12 @@ def find_holders(
     del objects
     frontier: List[int] = []
     done: Set[int] = set()
-    for site, obj, _via_buffer, untracked_path in located:
+    # Objects allocated at the site say more than the container whose buffer
+    # grew there (the chain then runs down to the item): prefer them.
+    has_own = {site for site, _, via_buffer, _ in located if not via_buffer}
+    for site, obj, via_buffer, untracked_path in located:
+        if via_buffer and site in has_own:
+            continue
         index = search.add(obj, -1, site)
         if index < 0:
             continue
