@@ -57,10 +57,10 @@ pub fn init(py: Python<'_>) -> PyResult<()> {
 /// The blocks `obj` owns: its own first, then the buffers only it points to.
 pub fn owned_blocks(obj: &Bound<'_, PyAny>) -> Vec<usize> {
     let mut owned = [std::ptr::null_mut::<c_void>(); MAX_OWNED];
-    // SAFETY: the GIL is held and `obj` is alive while the Bound exists;
-    // `owned` has room for MAX_OWNED pointers.
-    let n =
-        unsafe { cpython::lg_owned_blocks(obj.as_ptr(), owned.as_mut_ptr(), MAX_OWNED as c_int) };
+    let (op, out) = (obj.as_ptr(), owned.as_mut_ptr());
+    // `obj` is alive while the Bound exists; `owned` has room for MAX_OWNED.
+    // SAFETY: the GIL is held, `op` is live and `out` is big enough (above).
+    let n = unsafe { cpython::lg_owned_blocks(op, out, MAX_OWNED as c_int) };
     let n = usize::try_from(n).unwrap_or(0).min(MAX_OWNED);
     owned[..n].iter().map(|&p| p as usize).collect()
 }
@@ -189,9 +189,10 @@ impl<'a> Walk<'a> {
             if self.done() {
                 break;
             }
-            // SAFETY: `container` was met as a reference of an object reached
-            // from `op` during this call: whoever referenced it still does,
-            // since nothing has run that could drop a reference.
+            // `container` was met as a reference of an object reached from
+            // `op` during this call, and nothing has run since that could
+            // drop a reference.
+            // SAFETY: so it is still alive, held by whoever referenced it.
             unsafe { self.traverse(container) };
         }
         self.pending.clear();
@@ -206,9 +207,9 @@ impl<'a> Walk<'a> {
     unsafe fn traverse(&mut self, op: *mut ffi::PyObject) {
         self.current = op;
         let walk: *mut Self = self;
-        // SAFETY: GIL held, `op` live (caller). `visit_child` runs no Python
-        // code and allocates no Python object, and its `arg` is this walk,
-        // not otherwise touched until tp_traverse returns.
+        // `visit_child` runs no Python code and allocates no Python object;
+        // its `arg` is this walk, not otherwise touched until tp_traverse returns.
+        // SAFETY: GIL held and `op` live (caller); the visitor obeys the above.
         unsafe { cpython::lg_traverse(op, visit_child, walk.cast()) };
     }
 
@@ -260,10 +261,10 @@ impl<'a> Walk<'a> {
                 path.push(at);
             }
         }
-        // SAFETY: `op` and every object of `path` are live (each is held by
-        // the next, the last by the walked list) and the GIL is held; the new
-        // references are the ones `found` owns until `into_found` hands them
-        // to `Py`s.
+        // `op` and every object of `path` are live: each is held by the next,
+        // the last by the walked list. The new references are the ones `found`
+        // owns until `into_found` hands them to `Py`s.
+        // SAFETY: live objects (above), GIL held.
         unsafe {
             ffi::Py_INCREF(op);
             for &p in &path {

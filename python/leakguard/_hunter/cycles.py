@@ -45,7 +45,7 @@ class CycleWatch:
         except ValueError:  # pragma: no cover - removed by the program
             pass
 
-    def collect(self, count_types: bool) -> Tuple[int, Dict[str, int], int]:
+    def collect(self, with_types: bool) -> Tuple[int, Dict[str, int], int]:
         """A full collection. Returns (objects the collector freed since the
         last call, their types as far as this collection saw them, and
         ``len(gc.garbage)`` after it)."""
@@ -54,7 +54,7 @@ class CycleWatch:
         self._collecting = True
         try:
             types: Dict[str, int] = {}
-            if count_types:
+            if with_types:
                 gc.set_debug(flags | gc.DEBUG_SAVEALL)
                 try:
                     gc.collect()
@@ -62,8 +62,7 @@ class CycleWatch:
                     gc.set_debug(flags)
                 found: List[object] = gc.garbage[kept:]
                 del gc.garbage[kept:]
-                for name in map(_type_name, found):
-                    types[name] = types.get(name, 0) + 1
+                types = count_types(found)
                 freed = len(found)
                 found.clear()
                 # Released: this collection frees them (and parks the
@@ -78,10 +77,9 @@ class CycleWatch:
         return freed, types, len(gc.garbage)
 
 
-def garbage_types(start: int) -> Dict[str, int]:
-    """Types of the objects added to ``gc.garbage`` after index ``start``."""
+def count_types(objects: List[object]) -> Dict[str, int]:
+    """How many of ``objects`` there are of each type, by qualified name."""
     types: Dict[str, int] = {}
-    for obj in gc.garbage[start:]:
-        name = _type_name(obj)
+    for name in map(_type_name, objects):
         types[name] = types.get(name, 0) + 1
     return types

@@ -17,6 +17,7 @@ among the traces it judges.
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -24,7 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from .. import _leakguard as native
 from .._errors import UsageError, UsageTypeError
 from .._model import Traceback
-from .cycles import CycleWatch, garbage_types
+from .cycles import CycleWatch, count_types
 from .growth import growth_rule
 from .holders import find_holders
 from .report import CycleReport, LeakReport, LeakSite, ResourceReport, source_line
@@ -79,7 +80,7 @@ class _Rounds:
         # a new str, a codec's method names) fill it slowly, which would read
         # as a small leak at the line that looked them up.
         sys._clear_type_cache()
-        freed, types, garbage = cycles.collect(count_types=i > 0)
+        freed, types, garbage = cycles.collect(with_types=i > 0)
         with unrecorded():
             warned.drain()
             if i > 0:
@@ -176,9 +177,7 @@ def hunt(
             arguments: List[Tuple[str, object]] = [("func", func)]
             arguments += [(f"args[{i}]", a) for i, a in enumerate(args)]
             arguments += [(f"kwargs[{k!r}]", v) for k, v in kwargs.items()]
-            report = _report(measured, session.nframe, rounds, warmup, arguments, warned)
-    with unrecorded():
-        return _finish(report, time.perf_counter() - started)
+            return _report(measured, session.nframe, rounds, warmup, arguments, warned, started)
 
 
 def _report(
@@ -188,6 +187,7 @@ def _report(
     warmup: int,
     arguments: List[Tuple[str, object]],
     warned: WarningCapture,
+    started: float,
 ) -> LeakReport:
     growing = measured.growing()
     holders = find_holders(
@@ -224,23 +224,17 @@ def _report(
         collected=tuple(measured.collected),
         types=tuple(measured.cycle_types),
         uncollectable=tuple(measured.garbage),
-        uncollectable_types=garbage_types(measured.garbage[0]),
+        uncollectable_types=count_types(gc.garbage[measured.garbage[0] :]),
         rule=growth_rule(measured.garbage),
     )
     return LeakReport(
         rounds=rounds,
         warmup=warmup,
         nframe=nframe,
-        duration=0.0,
+        duration=time.perf_counter() - started,
         traced=tuple(measured.traced),
         leaks=tuple(leaks),
         bounded=tuple(bounded),
         resources=resources,
         cycles=cycles,
     )
-
-
-def _finish(report: LeakReport, duration: float) -> LeakReport:
-    import dataclasses
-
-    return dataclasses.replace(report, duration=duration)

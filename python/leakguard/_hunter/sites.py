@@ -116,9 +116,6 @@ class SiteResolver:
                 return True, top in _IGNORED_TOP, False
         return False, False, False
 
-    def is_library(self, filename: str) -> bool:
-        return self._kind(filename)[0]
-
     def site(self, traceback: RawTraceback) -> Optional[Site]:
         """The site of a traceback (most recent frame first), or None when the
         block is left out: allocated by an interpreter cache or by leakguard."""
