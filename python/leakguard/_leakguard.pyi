@@ -35,6 +35,9 @@ __all__ = [
     "_locate_objects",
     "_owned_blocks",
     "_exact_objects",
+    "_peak_watch",
+    "_peak_sites",
+    "_only_this_thread",
 ]
 
 _RawFrame: TypeAlias = Tuple[str, int]
@@ -125,6 +128,19 @@ def _consistency() -> Tuple[int, int]: ...
 def _pause_thread(paused: bool) -> bool:
     """Stop (``True``) or resume recording the calling thread's new blocks;
     returns whether they were paused before. Frees are still seen."""
+
+def _peak_watch(on: bool) -> bool:
+    """Start (discarding the last watch's counts) or stop counting bytes and
+    blocks per traceback with their values at the peak; starting resets the
+    peak to the current traced bytes. Returns whether a watch was on."""
+
+def _peak_sites() -> list[Tuple[_RawTraceback, int, int, int, int]]:
+    """``(traceback, bytes at peak, blocks at peak, bytes now, blocks now)``
+    per traceback the watch counted, allocated minus freed since it began."""
+
+def _only_this_thread(on: bool) -> bool:
+    """Record only the calling thread's new blocks (frees of every thread are
+    still seen), or every thread's again; returns whether a restriction was on."""
 
 def _before_foreign_stop() -> None: ...
 def _after_foreign_stop() -> None: ...

@@ -190,7 +190,12 @@ fn get_object_traceback<'py>(
     let Some(trace) = tracer::trace_of(block) else {
         return Ok(None);
     };
-    let Some((total, frames)) = tracer::traceback_frames(trace.traceback) else {
+    raw_traceback(py, trace.traceback)
+}
+
+/// Engine traceback `id` as the raw tuple `get_object_traceback` returns.
+fn raw_traceback(py: Python<'_>, id: u32) -> PyResult<Option<Bound<'_, PyTuple>>> {
+    let Some((total, frames)) = tracer::traceback_frames(id) else {
         return Ok(None);
     };
     let mut names = Vec::new();
@@ -207,6 +212,44 @@ fn get_object_traceback<'py>(
         total_nframe: total,
     };
     traceback_tuple(py, &names, &tb).map(Some)
+}
+
+/// `_peak_watch(on) -> bool`: starts (or stops) counting bytes and blocks
+/// per traceback, and their values when the traced total is at its highest;
+/// starting resets the peak to the current traced bytes. Returns whether a
+/// watch was on. One watch at a time per process.
+#[pyfunction]
+fn _peak_watch(on: bool) -> bool {
+    tracer::set_peak_watch(on)
+}
+
+/// `_peak_sites() -> [(raw traceback, bytes at peak, blocks at peak, bytes
+/// now, blocks now)]`: what the current (or last) watch counted, as bytes
+/// allocated minus freed since it began. Unordered.
+#[pyfunction]
+fn _peak_sites(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
+    let out = PyList::empty(py);
+    for site in tracer::peak_sites() {
+        let Some(tb) = raw_traceback(py, site.traceback)? else {
+            continue;
+        };
+        out.append((
+            tb,
+            site.peak_bytes,
+            site.peak_blocks,
+            site.bytes,
+            site.blocks,
+        ))?;
+    }
+    Ok(out)
+}
+
+/// `_only_this_thread(on) -> bool`: records only the calling thread's new
+/// blocks (frees of every thread are still seen), or every thread's again.
+/// Returns whether a restriction was in force.
+#[pyfunction]
+fn _only_this_thread(on: bool) -> bool {
+    hooks::set_only_this_thread(on)
 }
 
 /// Every live trace as raw tuples (tracebacks shared).
@@ -233,6 +276,9 @@ fn take_snapshot() -> PyResult<RawSnapshot> {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(start, m)?)?;
+    m.add_function(wrap_pyfunction!(_peak_watch, m)?)?;
+    m.add_function(wrap_pyfunction!(_peak_sites, m)?)?;
+    m.add_function(wrap_pyfunction!(_only_this_thread, m)?)?;
     m.add_function(wrap_pyfunction!(stop, m)?)?;
     m.add_function(wrap_pyfunction!(_before_foreign_stop, m)?)?;
     m.add_function(wrap_pyfunction!(_after_foreign_stop, m)?)?;

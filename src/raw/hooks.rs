@@ -41,6 +41,24 @@ pub fn set_thread_paused(paused: bool) -> bool {
     g & PAUSED != 0
 }
 
+/// When non-zero, the token (see `thread_token`) of the only thread whose
+/// new blocks are recorded; the others' are not (their frees still are).
+static ONLY_THREAD: AtomicUsize = AtomicUsize::new(0);
+
+/// A number that tells the calling thread from every other live thread: the
+/// address of its `GUARD`. Costs no allocation and no system call.
+#[inline(always)]
+fn thread_token() -> usize {
+    GUARD.with(|g| g as *const Cell<u8> as usize)
+}
+
+/// Records only the calling thread's new blocks (`on`), or every thread's
+/// again; returns whether such a restriction was in force before.
+pub fn set_only_this_thread(on: bool) -> bool {
+    let token = if on { thread_token() } else { 0 };
+    ONLY_THREAD.swap(token, Ordering::Relaxed) != 0
+}
+
 const DOMAINS: [PyMemAllocatorDomain; 3] = [
     PyMemAllocatorDomain::PYMEM_DOMAIN_RAW,
     PyMemAllocatorDomain::PYMEM_DOMAIN_MEM,
@@ -87,7 +105,8 @@ fn guarded<R>(f: impl FnOnce(bool) -> R) -> Option<R> {
         return None;
     }
     GUARD.set(g | IN_HOOK);
-    let r = f(g & PAUSED == 0);
+    let only = ONLY_THREAD.load(Ordering::Relaxed);
+    let r = f(g & PAUSED == 0 && (only == 0 || only == thread_token()));
     GUARD.set(g);
     Some(r)
 }

@@ -3,6 +3,7 @@
 //!
 //! - `mem`      — memory that never comes from the hooked allocators (`mmap`).
 //! - `table`    — the lock-free pointer → (size, traceback) table.
+//! - `peak`     — per-traceback counts at the peak of a watched block.
 //! - `intern`   — append-only, lock-free-read interning of tracebacks.
 //! - `cpython`  — (python feature) FFI to the C shim that reads frames and
 //!   keeps objects out of the interpreter's free lists.
@@ -11,6 +12,7 @@
 
 pub mod intern;
 pub mod mem;
+pub mod peak;
 pub mod table;
 
 #[cfg(feature = "python")]

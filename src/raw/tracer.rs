@@ -10,6 +10,7 @@
 use super::cpython::{self, RawFrame};
 use super::intern::{hash_bytes, hash_words, InternSet};
 use super::mem;
+use super::peak::{PeakWatch, Site};
 use super::table::{Inserted, TraceTable, TraceValue, MAX_TRACEBACK};
 use crate::snapshot::{SnapshotBuilder, SnapshotData};
 use std::mem::MaybeUninit;
@@ -24,6 +25,9 @@ static NFRAME: AtomicU32 = AtomicU32::new(1);
 /// Traced bytes now and at the peak. Atomic counters, updated by every hook.
 static CURRENT: AtomicU64 = AtomicU64::new(0);
 static PEAK: AtomicU64 = AtomicU64::new(0);
+/// Per-traceback counts and their values at the peak, while a watch is on
+/// (see peak.rs). Touched by every hook only when active.
+static WATCH: PeakWatch = PeakWatch::new();
 
 /// Every live traced block. Lock-free (see table.rs).
 static TRACES: TraceTable = TraceTable::new();
@@ -132,6 +136,10 @@ pub fn clear_all(interned: bool) {
     }
     CURRENT.store(0, Ordering::Relaxed);
     PEAK.store(0, Ordering::Relaxed);
+    if WATCH.is_active() {
+        // Its counts were of the traces (and maybe traceback ids) just dropped.
+        WATCH.set_active(true);
+    }
     drop(quiet);
 }
 
@@ -202,34 +210,64 @@ pub fn record(ptr: usize, size: usize) {
     });
     let Some(v) = value else { return };
     match inserted {
-        Inserted::New => add_bytes(v.size),
+        Inserted::New => add_bytes(v),
         Inserted::Replaced(old) => {
-            CURRENT.fetch_sub(old.size, Ordering::Relaxed);
-            add_bytes(v.size);
+            sub_bytes(old);
+            add_bytes(v);
         }
         Inserted::Lost => {}
     }
 }
 
-fn add_bytes(size: u64) {
-    let now = CURRENT.fetch_add(size, Ordering::Relaxed) + size;
+fn add_bytes(v: TraceValue) {
+    let watching = WATCH.is_active();
+    if watching {
+        WATCH.add(v.traceback, v.size as i64, 1);
+    }
+    let now = CURRENT.fetch_add(v.size, Ordering::Relaxed) + v.size;
     if now > PEAK.load(Ordering::Relaxed) {
         PEAK.fetch_max(now, Ordering::Relaxed);
+        if watching {
+            WATCH.new_peak();
+        }
     }
+}
+
+fn sub_bytes(v: TraceValue) {
+    if WATCH.is_active() {
+        WATCH.add(v.traceback, -(v.size as i64), -1);
+    }
+    CURRENT.fetch_sub(v.size, Ordering::Relaxed);
 }
 
 /// Forgets a block about to be freed (or reallocated). Returns its trace.
 pub fn forget(ptr: usize) -> Option<TraceValue> {
     let v = TRACES.remove(ptr)?;
-    CURRENT.fetch_sub(v.size, Ordering::Relaxed);
+    sub_bytes(v);
     Some(v)
 }
 
 /// Puts back a trace removed by `forget` when a realloc failed.
 pub fn restore(ptr: usize, v: TraceValue) {
     if let Inserted::New = TRACES.insert(ptr, v) {
-        add_bytes(v.size);
+        add_bytes(v);
     }
+}
+
+/// Starts (discarding the last one's counts) or stops the peak watch;
+/// returns whether one was on. Starting also resets the peak to the current
+/// traced bytes: the watch's peak is the block's own.
+pub fn set_peak_watch(on: bool) -> bool {
+    let was = WATCH.set_active(on);
+    if on {
+        reset_peak();
+    }
+    was
+}
+
+/// The watch's per-traceback counts: at the peak and now, since it began.
+pub fn peak_sites() -> Vec<Site> {
+    WATCH.sites()
 }
 
 /// The traceback id for the calling thread's current stack.

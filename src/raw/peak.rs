@@ -1,0 +1,296 @@
+//! Where the memory was at the peak: while a watch is on, bytes and blocks
+//! allocated minus freed per traceback since the watch began, and their
+//! values at the moment the traced total was last at its highest.
+//!
+//! Copying every counter at each new peak would cost a pass over all of
+//! them per allocation while memory grows. Instead each new peak only bumps
+//! an epoch, and a counter saves its value lazily, the first time it is
+//! touched after that bump: a counter untouched since the last peak still
+//! holds its value at the peak. Reading resolves the same way.
+//!
+//! The state word holds the watch generation (high 16 bits, so a new watch
+//! discards every counter without a pass over them) and the peak epoch (low
+//! 48 bits). Updates are plain atomic loads and stores, not one transaction:
+//! two threads updating the same traceback at the same instant (possible
+//! only for RAW blocks, allocated without the GIL) can blur its figure. The
+//! totals the tracer reports do not depend on this.
+//!
+//! Counters live in chunks mapped on first use (never through the hooked
+//! allocators) and kept for the life of the process.
+
+use super::mem::MappedArray;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, Ordering};
+
+const GEN_SHIFT: u32 = 48;
+const EPOCH_MASK: u64 = (1 << GEN_SHIFT) - 1;
+
+/// Chunk `k` holds `BASE << k` counters: 15 chunks name 2^25 - 2^10 ids,
+/// more than the 2^24 traceback ids the trace table can store.
+const CHUNKS: usize = 15;
+const BASE_BITS: u32 = 10;
+
+/// One traceback's counters.
+struct Counter {
+    /// `state` when last touched (generation and epoch).
+    seen: AtomicU64,
+    bytes: AtomicI64,
+    blocks: AtomicI64,
+    /// `bytes` and `blocks` at the peak of epoch `seen & EPOCH_MASK`.
+    peak_bytes: AtomicI64,
+    peak_blocks: AtomicI64,
+}
+
+/// Per-traceback counters and their values at the peak. One instance lives
+/// in the tracer; tests make their own.
+pub struct PeakWatch {
+    active: AtomicBool,
+    state: AtomicU64,
+    chunks: [AtomicPtr<Counter>; CHUNKS],
+}
+
+/// What `PeakWatch::sites` reports for one traceback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Site {
+    pub traceback: u32,
+    /// Bytes and blocks allocated minus freed since the watch began, at the peak.
+    pub peak_bytes: i64,
+    pub peak_blocks: i64,
+    /// The same, now.
+    pub bytes: i64,
+    pub blocks: i64,
+}
+
+fn locate(i: usize) -> (usize, usize) {
+    let k = (i >> BASE_BITS) + 1;
+    let chunk = (usize::BITS - 1 - k.leading_zeros()) as usize;
+    let start = ((1usize << chunk) - 1) << BASE_BITS;
+    (chunk, i - start)
+}
+
+fn chunk_len(chunk: usize) -> usize {
+    1 << (BASE_BITS as usize + chunk)
+}
+
+impl Default for PeakWatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PeakWatch {
+    pub const fn new() -> Self {
+        PeakWatch {
+            active: AtomicBool::new(false),
+            state: AtomicU64::new(0),
+            chunks: [const { AtomicPtr::new(std::ptr::null_mut()) }; CHUNKS],
+        }
+    }
+
+    #[inline(always)]
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Starts a new watch (discarding the last one's counters) or stops the
+    /// current one (its counters stay readable until the next start).
+    /// Returns whether a watch was on.
+    pub fn set_active(&self, on: bool) -> bool {
+        if on {
+            let generation = (self.state.load(Ordering::Relaxed) >> GEN_SHIFT).wrapping_add(1);
+            // Generation 0 is never used, so zeroed counters are always stale.
+            let generation = if generation & 0xffff == 0 {
+                1
+            } else {
+                generation & 0xffff
+            };
+            self.state.store(generation << GEN_SHIFT, Ordering::Relaxed);
+        }
+        self.active.swap(on, Ordering::Relaxed)
+    }
+
+    /// The memory just reached a new peak. Hook path.
+    #[inline]
+    pub fn new_peak(&self) {
+        let s = self.state.load(Ordering::Relaxed);
+        if s & EPOCH_MASK != EPOCH_MASK {
+            self.state.store(s + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Hook path: `traceback` gained (or, negative, lost) `bytes` in `blocks`.
+    /// Maps a chunk the first time an id in it is seen; if the kernel refuses,
+    /// the change is not counted.
+    #[inline]
+    pub fn add(&self, traceback: u32, bytes: i64, blocks: i64) {
+        let Some(c) = self.counter(traceback) else {
+            return;
+        };
+        let state = self.state.load(Ordering::Relaxed);
+        let seen = c.seen.load(Ordering::Relaxed);
+        if seen != state {
+            if seen >> GEN_SHIFT != state >> GEN_SHIFT {
+                // Left over from an earlier watch: start from zero.
+                c.bytes.store(0, Ordering::Relaxed);
+                c.blocks.store(0, Ordering::Relaxed);
+                c.peak_bytes.store(0, Ordering::Relaxed);
+                c.peak_blocks.store(0, Ordering::Relaxed);
+            } else {
+                // Untouched since an earlier peak: its value now is its value then.
+                c.peak_bytes
+                    .store(c.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+                c.peak_blocks
+                    .store(c.blocks.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+            c.seen.store(state, Ordering::Relaxed);
+        }
+        c.bytes.fetch_add(bytes, Ordering::Relaxed);
+        c.blocks.fetch_add(blocks, Ordering::Relaxed);
+    }
+
+    /// Every traceback the current (or last) watch counted, with its values
+    /// at the peak and now. Tracebacks at zero in both are left out.
+    pub fn sites(&self) -> Vec<Site> {
+        let state = self.state.load(Ordering::Relaxed);
+        let mut out = Vec::new();
+        for (k, slot) in self.chunks.iter().enumerate() {
+            let p = slot.load(Ordering::Acquire);
+            if p.is_null() {
+                continue;
+            }
+            // SAFETY: a published chunk holds `chunk_len(k)` counters and is
+            // never unmapped.
+            let chunk = unsafe { std::slice::from_raw_parts(p, chunk_len(k)) };
+            let first = ((1usize << k) - 1) << BASE_BITS;
+            for (off, c) in chunk.iter().enumerate() {
+                let seen = c.seen.load(Ordering::Relaxed);
+                if seen == 0 || seen >> GEN_SHIFT != state >> GEN_SHIFT {
+                    continue;
+                }
+                let (bytes, blocks) = (
+                    c.bytes.load(Ordering::Relaxed),
+                    c.blocks.load(Ordering::Relaxed),
+                );
+                let (peak_bytes, peak_blocks) = if seen == state {
+                    (
+                        c.peak_bytes.load(Ordering::Relaxed),
+                        c.peak_blocks.load(Ordering::Relaxed),
+                    )
+                } else {
+                    (bytes, blocks)
+                };
+                if bytes == 0 && blocks == 0 && peak_bytes == 0 && peak_blocks == 0 {
+                    continue;
+                }
+                out.push(Site {
+                    traceback: (first + off) as u32,
+                    peak_bytes,
+                    peak_blocks,
+                    bytes,
+                    blocks,
+                });
+            }
+        }
+        out
+    }
+
+    fn counter(&self, traceback: u32) -> Option<&Counter> {
+        let (k, off) = locate(traceback as usize);
+        let slot = self.chunks.get(k)?;
+        let mut p = slot.load(Ordering::Acquire);
+        if p.is_null() {
+            // SAFETY: Counter is atomics only, valid when zeroed.
+            let fresh = unsafe { MappedArray::<Counter>::zeroed(chunk_len(k)) }?;
+            let (fresh, len) = fresh.into_raw();
+            match slot.compare_exchange(
+                std::ptr::null_mut(),
+                fresh.as_ptr(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => p = fresh.as_ptr(),
+                Err(theirs) => {
+                    // Another thread published this chunk first.
+                    // SAFETY: `fresh` came from `into_raw` just above and was
+                    // never shared.
+                    drop(unsafe { MappedArray::from_raw(fresh, len) });
+                    p = theirs;
+                }
+            }
+        }
+        // SAFETY: a published chunk holds `chunk_len(k)` counters, never
+        // unmapped, and `off < chunk_len(k)` by construction of `locate`.
+        Some(unsafe { &*p.add(off) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn find(w: &PeakWatch, tb: u32) -> Option<Site> {
+        w.sites().into_iter().find(|s| s.traceback == tb)
+    }
+
+    #[test]
+    fn locate_covers_ids_in_order() {
+        let mut expect = (0, 0);
+        for i in 0..(1usize << 14) {
+            assert_eq!(locate(i), expect, "id {i}");
+            expect.1 += 1;
+            if expect.1 == chunk_len(expect.0) {
+                expect = (expect.0 + 1, 0);
+            }
+        }
+        assert!(locate(crate::raw::table::MAX_TRACEBACK as usize).0 < CHUNKS);
+    }
+
+    #[test]
+    fn values_at_the_peak_are_kept_lazily() {
+        let w = PeakWatch::new();
+        w.set_active(true);
+        // a: 100 then freed; b: 50 kept; the peak (150) is with both alive.
+        w.add(1, 100, 1);
+        w.new_peak();
+        w.add(2, 50, 1);
+        w.new_peak();
+        w.add(1, -100, -1);
+        w.add(3, 10, 1); // below the peak: no new epoch
+        let a = find(&w, 1).unwrap();
+        assert_eq!(
+            (a.peak_bytes, a.peak_blocks, a.bytes, a.blocks),
+            (100, 1, 0, 0)
+        );
+        let b = find(&w, 2).unwrap();
+        assert_eq!((b.peak_bytes, b.bytes), (50, 50));
+        let c = find(&w, 3).unwrap();
+        assert_eq!((c.peak_bytes, c.bytes), (0, 10));
+    }
+
+    #[test]
+    fn a_new_watch_forgets_the_old_one() {
+        let w = PeakWatch::new();
+        w.set_active(true);
+        w.add(5, 64, 1);
+        w.new_peak();
+        assert!(w.set_active(false));
+        assert_eq!(find(&w, 5).map(|s| s.peak_bytes), Some(64));
+        assert!(!w.set_active(true));
+        assert_eq!(find(&w, 5), None);
+        w.add(5, -64, -1); // freed in the new watch: allocated before it
+        let s = find(&w, 5).unwrap();
+        assert_eq!((s.peak_bytes, s.bytes), (0, -64));
+    }
+
+    #[test]
+    fn large_ids_get_their_own_chunks() {
+        let w = PeakWatch::new();
+        w.set_active(true);
+        let big = crate::raw::table::MAX_TRACEBACK;
+        w.add(big, 7, 1);
+        w.add(1023, 1, 1);
+        w.add(1024, 2, 1);
+        w.new_peak();
+        let ids: Vec<u32> = w.sites().iter().map(|s| s.traceback).collect();
+        assert_eq!(ids, vec![1023, 1024, big]);
+    }
+}
