@@ -188,7 +188,10 @@ class _Roots:
     """Objects that are roots by identity: module namespaces, the locals of
     running frames, the hunt's arguments, ``gc.garbage``."""
 
-    def __init__(self, arguments: Sequence[Tuple[str, object]]) -> None:
+    def __init__(
+        self, arguments: Sequence[Tuple[str, object]], runner: Tuple[str, ...] = ()
+    ) -> None:
+        self.runner = runner
         self.module_dicts: Dict[int, str] = {}
         for name, module in list(sys.modules.items()):
             ns = getattr(module, "__dict__", None)
@@ -213,15 +216,19 @@ class _Roots:
             while f is not None:
                 # a module's top-level frame: its locals are its globals, named above
                 if f.f_locals is not f.f_globals and not _is_own_file(f.f_code.co_filename):
+                    kind = "test runner" if self.is_runner(f.f_globals) else "thread stack"
                     for var, value in _frame_locals(f).items():
-                        self._add(
-                            value,
-                            "thread stack",
-                            f"{thread}: {f.f_code.co_name}() local {var!r}",
-                        )
+                        self._add(value, kind, f"{thread}: {f.f_code.co_name}() local {var!r}")
                 f = f.f_back
             del frame
         self._add(gc.garbage, "gc.garbage", "gc.garbage")
+
+    def is_runner(self, namespace: Any) -> bool:
+        """Whether a frame's globals (or a type's module) belong to the runner."""
+        if not self.runner:
+            return False
+        module = namespace.get("__name__", "") if isinstance(namespace, dict) else namespace
+        return isinstance(module, str) and module.split(".", 1)[0] in self.runner
 
     def _add(self, value: object, kind: str, label: str) -> None:
         if isinstance(value, (int, float, str, bytes, bool, type(None))):
@@ -269,13 +276,15 @@ class _Search:
                 maxsize = None
             holder = self._chain("lru_cache", _qualname(obj), index)
             if maxsize is not None:
-                holder = Holder(holder.kind, holder.root, holder.steps, holder.nodes, True)
+                holder = Holder(holder.kind, holder.root, holder.steps, holder.nodes, bounded=True)
             return holder
         if isinstance(obj, types.FunctionType) and child >= 0:
             return self._function_chain(obj, index)
         known = self.roots.values.get(id(obj))
         if known is not None:
             return self._chain(known[0], known[1], index)
+        if child >= 0 and self.roots.is_runner(type(obj).__module__):
+            return self._chain("test runner", _qualname(type(obj)), index)
         if id(obj) in self.roots.module_dicts and child >= 0:
             module = self.roots.module_dicts[id(obj)]
             key = step(obj, self.nodes[child])
@@ -320,7 +329,9 @@ class _Search:
             nodes.append(describe(child))
             bounded = bounded or _bounded(child)
             i += 1
-        return Holder(kind, label, tuple(steps), tuple(nodes), bounded)
+        return Holder(
+            kind, label, tuple(steps), tuple(nodes), bounded, runner=kind == "test runner"
+        )
 
     def _function_chain(self, func: types.FunctionType, index: int) -> Holder:
         path = self._path(index)
@@ -368,9 +379,14 @@ def find_holders(
     sites: Sequence[Sequence[RawTraceback]],
     arguments: Sequence[Tuple[str, object]] = (),
     budget: float = 1.5,
+    runner: Tuple[str, ...] = (),
 ) -> List[List[Holder]]:
     """For each site (given by the tracebacks of its growing blocks), up to
-    :data:`CHAINS_PER_SITE` shortest chains from a root to its objects."""
+    :data:`CHAINS_PER_SITE` shortest chains from a root to its objects.
+
+    ``runner`` names the top-level packages of what runs the rounds (a test
+    runner): their objects and frames end a chain as roots of kind
+    ``"test runner"``."""
     deadline = time.perf_counter() + budget
     result: List[List[Holder]] = [[] for _ in sites]
     requests: List[RawTraceback] = []
@@ -389,7 +405,7 @@ def find_holders(
     if not blocks:
         return result
 
-    search = _Search(_Roots(arguments))
+    search = _Search(_Roots(arguments, runner))
     objects = gc.get_objects()
     located = native._locate_objects(objects, blocks, SAMPLES_PER_SITE)
     del objects

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import linecache
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -34,6 +35,27 @@ def _where(filename: str, lineno: int) -> str:
     return f"{shown}:{lineno}"
 
 
+def _package_dir(module: str) -> Optional[str]:
+    mod = sys.modules.get(module)
+    path = getattr(mod, "__file__", None)
+    if not isinstance(path, str):
+        return None
+    return os.path.normcase(os.path.dirname(os.path.abspath(path))) + os.sep
+
+
+def shown_frames(traceback: Traceback) -> Traceback:
+    """The frames of ``traceback`` worth showing: the most recent ones, up to
+    the first frame of the machinery that ran the work (leakguard's hunt,
+    pytest and pluggy when loaded), which only ever repeats itself."""
+    harness = tuple(d for d in map(_package_dir, ("leakguard", "_pytest", "pluggy")) if d)
+    kept = []
+    for frame in reversed(traceback):  # most recent first
+        if os.path.normcase(frame.filename).startswith(harness):
+            break
+        kept.append((frame.filename, frame.lineno))
+    return Traceback(tuple(kept) or ((traceback[-1].filename, traceback[-1].lineno),))
+
+
 def source_line(filename: str, lineno: int) -> str:
     return linecache.getline(filename, lineno).strip()
 
@@ -55,7 +77,9 @@ class Holder:
     root's value first and the object from the site last
     (``len(nodes) == len(steps) + 1``). ``bounded`` is true when the chain
     runs through a container with a size limit (``lru_cache(maxsize=…)``, a
-    ``deque`` with ``maxlen``).
+    ``deque`` with ``maxlen``). ``runner`` is true when the chain starts at
+    the machinery that runs the rounds (a test runner's reports, fixture
+    cache or frames; kind ``"test runner"``), not in the program.
     """
 
     kind: str
@@ -63,6 +87,7 @@ class Holder:
     steps: Tuple[str, ...]
     nodes: Tuple[str, ...]
     bounded: bool = False
+    runner: bool = False
 
     def __str__(self) -> str:
         parts = [f"{self.root} ({self.nodes[0]})"]
@@ -126,9 +151,10 @@ class LeakSite:
                 lines.append(f"    held by: {holder}")
         else:
             lines.append("    held by: no referrer found (native code, or not a Python object)")
-        if len(self.traceback) > 1:
+        shown = shown_frames(self.traceback)
+        if len(shown) > 1:
             lines.append("    allocated at (most recent call first):")
-            for text in self.traceback.format(limit=traceback_limit, most_recent_first=True):
+            for text in shown.format(limit=traceback_limit, most_recent_first=True):
                 lines.append(f"    {text}")
         return lines
 
@@ -257,6 +283,9 @@ class LeakReport:
     first. ``bounded``: sites that grew in every round but are held by a
     container with a size limit that is still filling (an
     ``lru_cache(maxsize=…)``), reported for information, not as leaks.
+    ``runner_held``: sites that grew but are held only by the machinery
+    running the rounds (a test runner keeping a report per run, a fixture
+    set up once and filled by every run): artifacts of the repetition.
     ``resources`` and ``cycles``: descriptors, ``ResourceWarning``s and the
     cycle collector. ``traced``: total traced bytes after the warm-up and each
     round.
@@ -271,6 +300,7 @@ class LeakReport:
     bounded: Tuple[LeakSite, ...]
     resources: ResourceReport
     cycles: CycleReport
+    runner_held: Tuple[LeakSite, ...] = ()
 
     @property
     def leaking(self) -> bool:
@@ -312,6 +342,14 @@ class LeakReport:
             lines.append("")
             lines.append("Growing, but held by a bounded cache that is still filling (not leaks):")
             for site in self.bounded:
+                lines.append(
+                    f"    {site.where}  {_format_size(site.size_per_round, True)} per round: "
+                    + "; ".join(str(h) for h in site.holders[:1])
+                )
+        if self.runner_held:
+            lines.append("")
+            lines.append("Growing, but held only by what runs the rounds (not leaks):")
+            for site in self.runner_held:
                 lines.append(
                     f"    {site.where}  {_format_size(site.size_per_round, True)} per round: "
                     + "; ".join(str(h) for h in site.holders[:1])

@@ -142,10 +142,18 @@ class WarningCapture:
     def __init__(self, resolver: SiteResolver) -> None:
         self._catcher = warnings.catch_warnings(record=True)
         self._log: List[warnings.WarningMessage] = []
-        self._others: List[warnings.WarningMessage] = []
+        # (category, text, file, line) -> the first such warning: the same
+        # warning from every round is shown again once, and keeping only the
+        # first keeps later rounds' messages from looking leaked.
+        self._others: Dict[Tuple[Any, str, str, int], warnings.WarningMessage] = {}
         self._resolver = resolver
-        # allocation site of the unclosed object -> [first message, traceback, count]
+        # allocation site of the unclosed object -> [first message, traceback,
+        # count, {where the warnings were raised}]
         self._resource: Dict[Optional[Tuple[str, int]], List[Any]] = {}
+        # Objects allocated while nothing traced (the warm-up): where the
+        # warning was raised -> [first message, count]; charged at the end to
+        # the traced site whose warnings were raised there too.
+        self._untraced: Dict[Tuple[str, int], List[Any]] = {}
 
     def __enter__(self) -> WarningCapture:
         self._log = self._catcher.__enter__()
@@ -160,29 +168,45 @@ class WarningCapture:
             if issubclass(msg.category, ResourceWarning):
                 source = msg.source
                 raw = native.get_object_traceback(source) if source is not None else None
+                raised = (msg.filename, msg.lineno)
+                if source is not None and raw is None:
+                    bucket = self._untraced.setdefault(raised, [str(msg.message), 0])
+                    bucket[1] += 1
+                    continue
                 site = self._resolver.site(raw) if raw else None
                 entry = self._resource.get(site)
                 if entry is None:
-                    self._resource[site] = [str(msg.message), raw, 1]
+                    self._resource[site] = [str(msg.message), raw, 1, {raised}]
                 else:
                     entry[2] += 1
+                    entry[3].add(raised)
             else:
-                self._others.append(msg)
+                key = (msg.category, str(msg.message), msg.filename, msg.lineno)
+                self._others.setdefault(key, msg)
         del log
 
     def __exit__(self, *exc: Any) -> None:
         self.drain()
         self._catcher.__exit__(*exc)
-        others, self._others = self._others, []
-        for msg in others:
+        others, self._others = self._others, {}
+        for msg in others.values():
             warnings.warn_explicit(
                 msg.message, msg.category, msg.filename, msg.lineno, source=msg.source
             )
 
     def records(self) -> Tuple[ResourceWarningRecord, ...]:
-        out = [
-            ResourceWarningRecord(message, count, Traceback(raw) if raw else None, site)
-            for site, (message, raw, count) in self._resource.items()
+        counts = {site: entry[2] for site, entry in self._resource.items()}
+        out = []
+        for raised, (message, count) in self._untraced.items():
+            for site, entry in self._resource.items():
+                if raised in entry[3]:
+                    counts[site] += count
+                    break
+            else:
+                out.append(ResourceWarningRecord(message, count, None, None))
+        out += [
+            ResourceWarningRecord(message, counts[site], Traceback(raw) if raw else None, site)
+            for site, (message, raw, _, _) in self._resource.items()
         ]
         out.sort(key=lambda r: -r.count)
         return tuple(out)

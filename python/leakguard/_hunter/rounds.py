@@ -3,7 +3,8 @@ keeps growing.
 
 The method (the rules are in :mod:`.growth`, the attribution in :mod:`.sites`):
 
-1. run ``func`` ``warmup`` times, not judged: caches fill, imports happen;
+1. run ``func`` ``warmup`` times, not judged (and not traced, unless the
+   program traces already): caches fill, imports happen;
 2. measure: a full collection (:mod:`.cycles`), then the live bytes and blocks
    per allocation site from a snapshot, the open file descriptors and the
    ``ResourceWarning``s (:mod:`.resources`);
@@ -155,6 +156,22 @@ def hunt(
     exception from ``func`` propagates unchanged. ``rounds``, ``warmup`` and
     ``nframe`` are the hunt's own keywords, not passed to ``func``.
     """
+    return run_hunt(func, args, kwargs, rounds=rounds, warmup=warmup, nframe=nframe)
+
+
+def run_hunt(
+    func: Callable[..., Any],
+    args: Tuple[Any, ...],
+    kwargs: Dict[str, Any],
+    *,
+    rounds: int,
+    warmup: int,
+    nframe: int,
+    runner: Tuple[str, ...] = (),
+) -> LeakReport:
+    """:func:`hunt`, for callers that run the rounds from inside other
+    machinery: ``runner`` names its top-level packages (``("_pytest",
+    "pluggy")``); sites held only through them go to ``report.runner_held``."""
     if not callable(func):
         raise UsageTypeError(f"hunt() needs a callable to run, not {type(func).__name__}")
     rounds = _check_count("rounds", rounds, 1)
@@ -162,22 +179,24 @@ def hunt(
     started = time.perf_counter()
     with unrecorded():
         measured = _Rounds(rounds)
-    with (
-        TracingSession(nframe) as session,
-        WarningCapture(measured.resolver) as warned,
-        CycleWatch() as cycles,
-    ):
+    with WarningCapture(measured.resolver) as warned, CycleWatch() as cycles:
+        # The warm-up runs before tracing starts (when the program does not
+        # trace already): what it leaves alive is never judged, so it need
+        # not be recorded, and it runs at full speed.
         for _ in range(warmup):
             func(*args, **kwargs)
-        measured.measure(cycles, warned)
-        for _ in range(rounds):
-            func(*args, **kwargs)
+        with TracingSession(nframe) as session:
             measured.measure(cycles, warned)
-        with unrecorded():
-            arguments: List[Tuple[str, object]] = [("func", func)]
-            arguments += [(f"args[{i}]", a) for i, a in enumerate(args)]
-            arguments += [(f"kwargs[{k!r}]", v) for k, v in kwargs.items()]
-            return _report(measured, session.nframe, rounds, warmup, arguments, warned, started)
+            for _ in range(rounds):
+                func(*args, **kwargs)
+                measured.measure(cycles, warned)
+            with unrecorded():
+                arguments: List[Tuple[str, object]] = [("func", func)]
+                arguments += [(f"args[{i}]", a) for i, a in enumerate(args)]
+                arguments += [(f"kwargs[{k!r}]", v) for k, v in kwargs.items()]
+                return _report(
+                    measured, session.nframe, rounds, warmup, arguments, warned, started, runner
+                )
 
 
 def _report(
@@ -188,13 +207,15 @@ def _report(
     arguments: List[Tuple[str, object]],
     warned: WarningCapture,
     started: float,
+    runner: Tuple[str, ...],
 ) -> LeakReport:
     growing = measured.growing()
     holders = find_holders(
-        [tbs[:TRACEBACKS_PER_SITE] for _, _, tbs in growing], arguments, HOLDER_BUDGET
+        [tbs[:TRACEBACKS_PER_SITE] for _, _, tbs in growing], arguments, HOLDER_BUDGET, runner
     )
     leaks: List[LeakSite] = []
     bounded: List[LeakSite] = []
+    runner_held: List[LeakSite] = []
     for (site, rule, tbs), chains in zip(growing, holders):
         filename, lineno = site
         top: Optional[RawTraceback] = tbs[0] if tbs else None
@@ -208,7 +229,12 @@ def _report(
             rule=rule,
             holders=tuple(chains),
         )
-        (bounded if chains and all(h.bounded for h in chains) else leaks).append(leak)
+        if chains and all(h.runner for h in chains):
+            runner_held.append(leak)
+        elif chains and all(h.bounded for h in chains):
+            bounded.append(leak)
+        else:
+            leaks.append(leak)
     fd_rule = growth_rule(measured.fds) if measured.counter.directory else None
     leaked_fds: Tuple[Any, ...] = ()
     if len(measured.fd_sets) == 2:
@@ -237,4 +263,5 @@ def _report(
         bounded=tuple(bounded),
         resources=resources,
         cycles=cycles,
+        runner_held=tuple(runner_held),
     )

@@ -33,7 +33,8 @@ def _reapply_exact(phase: str, info: Dict[str, Any]) -> None:
 class TracingSession:
     """Traces with at least ``nframe`` frames while open, with exact objects
     (free lists off: every object comes from the allocator and is charged to
-    the line that created it; see ``_exact_objects``).
+    the line that created it; see ``_exact_objects``) unless ``exact`` is
+    false.
 
     If the program was tracing already, its traces are kept and only the
     frame limit is raised; on close the limit goes back. If it was not, tracing
@@ -41,15 +42,16 @@ class TracingSession:
     before, also when the traced code raised or stopped tracing itself.
     """
 
-    def __init__(self, nframe: int) -> None:
+    def __init__(self, nframe: int, *, exact: bool = True) -> None:
         self.requested = _check_nframe(nframe)
+        self.exact = exact
         self.nframe = self.requested
         self._was_tracing = False
         self._old_nframe = 0
         self._was_exact = False
 
     def __enter__(self) -> TracingSession:
-        self._was_exact = native._exact_objects(True)
+        self._was_exact = native._exact_objects(True) if self.exact else True
         if not self._was_exact:
             gc.callbacks.append(_reapply_exact)
         self._was_tracing = native.is_tracing()
