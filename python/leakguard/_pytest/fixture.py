@@ -1,0 +1,104 @@
+"""The ``leakguard`` fixture: a tracker for one test."""
+
+from __future__ import annotations
+
+import gc
+from typing import Any, Callable, List, Optional
+
+from .._hunter.report import LeakReport
+from .._hunter.rounds import hunt
+from .._hunter.session import TracingSession, unrecorded
+from .._hunter.track import Tracker
+from .._model import Snapshot, StatisticDiff
+from ..tracemalloc import take_snapshot
+
+
+class LeakguardFixture:
+    """What the ``leakguard`` fixture gives a test.
+
+    Tracing is on (``nframe`` frames, free lists off so every object is
+    charged to the line that made it) from the fixture's set-up to its
+    teardown; the program's own tracing state is restored after.
+
+    * ``baseline``: the snapshot taken at set-up (after a full collection),
+      or at the last :meth:`reset`;
+    * :meth:`snapshot`: the live traces now;
+    * :meth:`diff`: what changed since the baseline, per line (or file,
+      traceback), after a full collection;
+    * :attr:`leaked`: bytes allocated since the baseline and alive now;
+    * :meth:`assert_no_leaks`: hunts ``func`` and fails the test with the
+      leak report when it leaks; :meth:`hunt` returns the report;
+    * :meth:`track`: a :class:`leakguard.Tracker` for a block of the test.
+    """
+
+    def __init__(self, nframe: int) -> None:
+        self.nframe = nframe
+        self.baseline: Optional[Snapshot] = None
+        self._session: Optional[TracingSession] = None
+
+    def _start(self) -> None:
+        self._session = TracingSession(self.nframe)
+        self._session.__enter__()
+        self.reset()
+
+    def _stop(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            session.__exit__(None, None, None)
+
+    def snapshot(self) -> Snapshot:
+        """The live traces now (the snapshot itself is not traced)."""
+        with unrecorded():
+            return take_snapshot()
+
+    def reset(self) -> None:
+        """Makes now the baseline (after a full collection)."""
+        gc.collect()
+        self.baseline = self.snapshot()
+
+    def diff(self, key_type: str = "lineno", cumulative: bool = False) -> List[StatisticDiff]:
+        """``snapshot().compare_to(baseline, key_type, cumulative)`` after a
+        full collection: what the test allocated (or freed) since the baseline."""
+        assert self.baseline is not None
+        gc.collect()
+        return self.snapshot().compare_to(self.baseline, key_type, cumulative)
+
+    @property
+    def leaked(self) -> int:
+        """Bytes allocated since the baseline and alive now (after a full collection)."""
+        return sum(d.size_diff for d in self.diff("traceback") if d.size_diff > 0)
+
+    def hunt(
+        self,
+        func: Callable[..., Any],
+        /,
+        *args: Any,
+        rounds: int = 5,
+        warmup: int = 2,
+        **kwargs: Any,
+    ) -> LeakReport:
+        """:func:`leakguard.hunt` with this fixture's frame limit."""
+        return hunt(func, *args, rounds=rounds, warmup=warmup, nframe=self.nframe, **kwargs)
+
+    def assert_no_leaks(
+        self,
+        func: Callable[..., Any],
+        /,
+        *args: Any,
+        rounds: int = 5,
+        warmup: int = 2,
+        **kwargs: Any,
+    ) -> LeakReport:
+        """Hunts ``func(*args, **kwargs)``; raises :class:`leakguard.LeakError`
+        (an ``AssertionError``: the test fails with the report) if it leaks."""
+        __tracebackhide__ = True
+        report = self.hunt(func, *args, rounds=rounds, warmup=warmup, **kwargs)
+        report.raise_if_leaking()
+        return report
+
+    def track(self, *, collect: bool = True) -> Tracker:
+        """A tracker for a block: ``with leakguard.track() as t: ...``."""
+        return Tracker(self.nframe, collect=collect)
+
+    def __repr__(self) -> str:
+        return f"<leakguard fixture nframe={self.nframe}>"

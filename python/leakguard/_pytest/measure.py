@@ -1,0 +1,421 @@
+"""Running one test under its plan, and what was measured.
+
+The first run of the test is *probed*: its peak (and which lines held the
+memory at that moment) and, when a leak limit asks for it, what it left
+alive after a full collection, per line. When the plan hunts, the hunt
+follows: that first run counts as one of its warm-up runs; the rest run
+through :func:`leakguard.hunt`. Between runs the output pytest captured and
+the log records it kept are set aside (and put back at the end), so that a
+test that prints or logs does not grow pytest's buffers round after round.
+
+A run that fails for its own reasons stops everything: its exception
+propagates unchanged and the test gets no memory verdict.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import gc
+import os
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type
+
+import pytest
+
+from .. import _leakguard as native
+from .._hunter.report import LeakReport, _where, source_line
+from .._hunter.rounds import run_hunt
+from .._hunter.session import TracingSession, unrecorded
+from .._hunter.sites import RawTraceback, SiteResolver
+from .._model import Traceback
+from .plan import Limit, Plan
+
+#: Top-level packages of the machinery that runs a test's rounds: what only
+#: they hold (reports of each run, fixtures set up once) is not the test's leak.
+RUNNER_PACKAGES = ("_pytest", "pytest", "pluggy", "xdist", "execnet")
+
+#: Lines listed per failure and per test in the summary.
+SITES_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class SiteUse:
+    """Bytes and blocks charged to one line (``where`` is ``file:line``)."""
+
+    where: str
+    line: str
+    size: int
+    count: int
+    #: the biggest traceback at this line, most recent frame first
+    traceback: RawTraceback = ()
+
+
+@dataclass
+class Measured:
+    """What the plugin found for one test."""
+
+    nodeid: str
+    #: whether a run was probed (peak and lines at the peak are known)
+    probed: bool = False
+    peak: int = 0
+    peak_sites: List[SiteUse] = field(default_factory=list)
+    leaked: Optional[int] = None
+    leaked_sites: List[SiteUse] = field(default_factory=list)
+    report: Optional[LeakReport] = None
+    failures: List[str] = field(default_factory=list)
+
+    def as_dict(self) -> Dict[str, Any]:
+        """Plain data for the terminal summary (it crosses xdist's wire)."""
+        return {
+            "peak": self.peak if self.probed else None,
+            "leaked": self.leaked,
+            "sites": [(s.where, s.line, s.size, s.count) for s in self.peak_sites[:3]],
+            "hunted": self.report is not None,
+            "leaking": bool(self.report is not None and self.report.leaking),
+        }
+
+
+class MemoryFailure(AssertionError):
+    """A test broke one of its memory rules; ``measured`` says what was found."""
+
+    def __init__(self, measured: Measured) -> None:
+        super().__init__("; ".join(measured.failures))
+        self.measured = measured
+
+
+class AllocationStack:
+    """What a ``limit_leaks(filter_fn=…)`` filter is given for each traceback.
+
+    ``traceback`` is the :class:`leakguard.Traceback`; ``frames`` the same as
+    ``(function, filename, lineno)`` tuples, the allocating frame first, the
+    form pytest-memray's filters read (``stack.frames[0][1]``…).
+    """
+
+    __slots__ = ("traceback", "frames")
+
+    def __init__(self, raw: RawTraceback) -> None:
+        self.traceback = Traceback(raw)
+        self.frames = tuple((_function_at(f, n), f, n) for f, n in raw)
+
+    def __repr__(self) -> str:
+        return f"<AllocationStack {self.frames!r}>"
+
+
+@functools.lru_cache(maxsize=256)
+def _functions(filename: str) -> Tuple[Tuple[int, int, str], ...]:
+    """(first line, last line, name) of each function in a source file."""
+    try:
+        with open(filename, "rb") as f:
+            tree = ast.parse(f.read(), filename)
+    except (OSError, SyntaxError, ValueError):
+        return ()
+    spans = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            name = getattr(node, "name", "<lambda>")
+            spans.append((node.lineno, node.end_lineno or node.lineno, name))
+    return tuple(spans)
+
+
+def _function_at(filename: str, lineno: int) -> str:
+    """The innermost function of ``filename`` holding line ``lineno``."""
+    best: Optional[Tuple[int, int, str]] = None
+    for span in _functions(filename):
+        if span[0] <= lineno <= span[1] and (best is None or span[0] >= best[0]):
+            best = span
+    return best[2] if best else "<module>"
+
+
+# ---------------------------------------------------------------------------
+# Attribution
+
+
+class _Attribution:
+    """Charges tracebacks to lines, leaving out interpreter caches, leakguard
+    and the test runner's own frames (pytest, pluggy)."""
+
+    def __init__(self) -> None:
+        self.resolver = SiteResolver()
+        import pluggy
+
+        self._harness = tuple(
+            os.path.normcase(os.path.dirname(os.path.abspath(m.__file__ or ""))) + os.sep
+            for m in (pytest, pluggy)
+        )
+        import _pytest
+
+        self._harness += (
+            os.path.normcase(os.path.dirname(os.path.abspath(_pytest.__file__ or ""))) + os.sep,
+        )
+
+    def site(self, raw: RawTraceback) -> Optional[Tuple[str, int]]:
+        site = self.resolver.site(raw)
+        if site is None or os.path.normcase(site[0]).startswith(self._harness):
+            return None
+        return site
+
+    def by_site(self, entries: List[Tuple[RawTraceback, int, int]]) -> List[SiteUse]:
+        """``(traceback, bytes, blocks)`` entries summed per line, biggest first."""
+        sums: Dict[Tuple[str, int], List[Any]] = {}
+        for raw, size, count in entries:
+            if size <= 0:
+                continue
+            site = self.site(raw)
+            if site is None:
+                continue
+            acc = sums.get(site)
+            if acc is None:
+                sums[site] = [size, count, raw, size]
+            else:
+                acc[0] += size
+                acc[1] += count
+                if size > acc[3]:
+                    acc[2], acc[3] = raw, size
+        out = [
+            SiteUse(_where(*site), source_line(*site), acc[0], acc[1], acc[2])
+            for site, acc in sums.items()
+        ]
+        out.sort(key=lambda s: (-s.size, s.where))
+        return out
+
+
+_ATTRIBUTION: Optional[_Attribution] = None
+
+
+def attribution() -> _Attribution:
+    global _ATTRIBUTION
+    if _ATTRIBUTION is None:
+        _ATTRIBUTION = _Attribution()
+    return _ATTRIBUTION
+
+
+# ---------------------------------------------------------------------------
+# The probe: one run, its peak and what it left alive
+
+#: Whether a probe holds the engine's peak watch (one per process).
+_watch_owned = False
+
+
+class Probe:
+    """Measures one run: peak over the level at the start, lines at the peak
+    and, with ``leaks``, bytes left alive per line after a full collection."""
+
+    def __init__(self, nframe: int, *, leaks: bool, thread_only: bool) -> None:
+        self.session = TracingSession(nframe, exact=leaks)
+        self.leaks = leaks
+        self.thread_only = thread_only
+        self.peak = 0
+        self.peak_entries: List[Tuple[RawTraceback, int, int]] = []
+        self.left_entries: List[Tuple[RawTraceback, int, int]] = []
+        self._watching = False
+        self._outer_peak = 0
+        self._start = 0
+
+    def __enter__(self) -> Probe:
+        global _watch_owned
+        self.session.__enter__()
+        if self.leaks:
+            gc.collect()
+        self._start, self._outer_peak = native.get_traced_memory()
+        self._watching = not _watch_owned
+        if self._watching:
+            _watch_owned = True
+            native._peak_watch(True)
+        else:  # pragma: no cover - a probe inside a probe (a plugin calling pytest)
+            native.reset_peak()
+        if self.thread_only:
+            native._only_this_thread(True)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        global _watch_owned
+        try:
+            if self.thread_only:
+                native._only_this_thread(False)
+            block_peak = native.get_traced_memory()[1]
+            self.peak = max(block_peak - self._start, 0)
+            if exc_type is None:
+                if self.leaks:
+                    gc.collect()
+                if self._watching:
+                    with unrecorded():
+                        for raw, pbytes, pblocks, nbytes, nblocks in native._peak_sites():
+                            if pbytes > 0:
+                                self.peak_entries.append((raw, pbytes, pblocks))
+                            if nbytes > 0:
+                                self.left_entries.append((raw, nbytes, nblocks))
+            native._set_peak(max(self._outer_peak, block_peak))
+        finally:
+            if self._watching:
+                native._peak_watch(False)
+                _watch_owned = False
+            self.session.__exit__(exc_type, exc, tb)
+
+
+# ---------------------------------------------------------------------------
+# pytest's buffers between runs
+
+
+class _Buffers:
+    """Sets aside what pytest captured (output, log records) between runs of
+    one test, keeping the first run's and putting it back at the end."""
+
+    def __init__(self, item: pytest.Item) -> None:
+        pm = item.config.pluginmanager
+        self.item = item
+        self.capman = pm.get_plugin("capturemanager")
+        self.logging = pm.get_plugin("logging-plugin")
+        self.kept: Optional[Tuple[str, str, str]] = None
+
+    def set_aside(self) -> None:
+        with unrecorded():
+            out = err = log = ""
+            if self.capman is not None:
+                try:
+                    out, err = self.capman.read_global_capture()
+                except (AssertionError, AttributeError, ValueError):
+                    pass  # not capturing (-s), or capture closed
+            if self.logging is not None:
+                report = getattr(self.logging, "report_handler", None)
+                if report is not None:
+                    log = report.stream.getvalue()
+                    report.reset()
+                caplog = getattr(self.logging, "caplog_handler", None)
+                if caplog is not None:
+                    caplog.reset()
+                    self._point_caplog_at(caplog)
+            if self.kept is None:
+                self.kept = (out, err, log)
+
+    def _point_caplog_at(self, handler: Any) -> None:
+        # caplog.get_records("call") reads a list saved when the phase began.
+        try:
+            from _pytest.logging import caplog_records_key
+
+            records = self.item.stash[caplog_records_key]
+        except (ImportError, KeyError):  # pragma: no cover - other pytest versions
+            return
+        records["call"] = handler.records
+
+    def restore(self) -> None:
+        """Puts the first run's output back before what the last run left."""
+        if self.kept is None:
+            return
+        out, err, log = self.kept
+        import sys
+
+        if out:
+            sys.stdout.write(out)
+        if err:
+            sys.stderr.write(err)
+        if log and self.logging is not None:
+            report = getattr(self.logging, "report_handler", None)
+            if report is not None:
+                current = report.stream.getvalue()
+                report.reset()
+                report.stream.write(log + current)
+
+
+# ---------------------------------------------------------------------------
+# Running a test
+
+
+class _Stop(Exception):
+    """A unittest-style run reported its own failure (it does not raise)."""
+
+
+def _own_failure(item: pytest.Item) -> bool:
+    # unittest.TestCase items record their errors instead of raising them.
+    return bool(getattr(item, "_excinfo", None))
+
+
+def run(item: pytest.Item, plan: Plan, runtest: Callable[[], None]) -> Measured:
+    """Runs ``item`` under ``plan`` (``runtest`` is its own ``runtest``);
+    raises :class:`MemoryFailure` when it breaks a memory rule."""
+    measured = Measured(item.nodeid)
+    buffers = _Buffers(item)
+    leak_limit = plan.limit_leaks
+    thread_only = any(
+        lim is not None and lim.current_thread_only for lim in (plan.limit_memory, leak_limit)
+    )
+    ran = 0
+    try:
+        if plan.limit_memory or leak_limit or plan.summary:
+            with Probe(plan.nframe, leaks=leak_limit is not None, thread_only=thread_only) as p:
+                runtest()
+            ran = 1
+            if _own_failure(item):
+                return measured
+            _fill(measured, p, leak_limit)
+        if plan.hunt is not None:
+            calls = 0
+
+            def once() -> None:
+                nonlocal calls
+                if ran or calls:
+                    buffers.set_aside()
+                calls += 1
+                runtest()
+                if _own_failure(item):
+                    raise _Stop
+
+            try:
+                measured.report = run_hunt(
+                    once,
+                    (),
+                    {},
+                    rounds=plan.hunt.rounds,
+                    warmup=max(plan.hunt.warmup - ran, 0),
+                    nframe=plan.nframe,
+                    runner=RUNNER_PACKAGES,
+                )
+            except _Stop:
+                return measured
+    finally:
+        buffers.restore()
+    _judge(measured, plan)
+    if measured.failures:
+        raise MemoryFailure(measured)
+    return measured
+
+
+def _fill(measured: Measured, probe: Probe, leak_limit: Optional[Limit]) -> None:
+    where = attribution()
+    measured.probed = True
+    measured.peak = probe.peak
+    measured.peak_sites = where.by_site(probe.peak_entries)
+    if leak_limit is None:
+        return
+    entries = probe.left_entries
+    if leak_limit.filter_fn is not None:
+        keep = leak_limit.filter_fn
+        entries = [e for e in entries if keep(AllocationStack(e[0]))]
+    measured.leaked_sites = where.by_site(entries)
+    measured.leaked = sum(s.size for s in measured.leaked_sites)
+
+
+def _judge(measured: Measured, plan: Plan) -> None:
+    from .sizes import format_size
+
+    lim = plan.limit_memory
+    if lim is not None and measured.peak > lim.nbytes:
+        measured.failures.append(
+            f"peak memory {format_size(measured.peak)} is above the limit of {lim.text}"
+            + (f" ({lim.source})" if lim.source != "marker" else "")
+        )
+    lim = plan.limit_leaks
+    if lim is not None and measured.leaked is not None and measured.leaked > lim.nbytes:
+        measured.failures.append(
+            f"left {format_size(measured.leaked)} alive, above the limit of {lim.text}"
+            + (f" ({lim.source})" if lim.source != "marker" else "")
+        )
+    if measured.report is not None and measured.report.leaking:
+        found = measured.report.summary().split(": ", 1)[-1]
+        measured.failures.append(f"memory grows round after round: {found}")

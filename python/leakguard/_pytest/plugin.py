@@ -1,0 +1,181 @@
+"""The pytest hooks of leakguard's plugin.
+
+Markers (``no_leaks``, ``limit_memory``, ``limit_leaks``) and options are read
+at collection into a :class:`~.plan.Plan` per test; a test without one runs
+exactly as without the plugin. A test with one has its ``runtest`` wrapped
+for the call phase (fixtures are set up once, before) by :func:`.measure.run`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generator, Iterator, List, Optional
+
+import pytest
+
+from .plan import DEFAULT_NFRAME, MARKERS, Plan, Settings, add_options, plan_for, read_settings
+
+_SETTINGS = pytest.StashKey[Settings]()
+_PLAN = pytest.StashKey[Plan]()
+_MEASURED = pytest.StashKey[Any]()
+_STATE = pytest.StashKey["_RunState"]()
+
+
+class _RunState:
+    """Per run: the session-wide tracing of ``--leakguard`` and the summary."""
+
+    def __init__(self, settings: Settings, top: int) -> None:
+        from .reporting import Summary
+
+        self.settings = settings
+        self.summary = Summary(top)
+        self.session: Any = None
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    return config.pluginmanager.has_plugin("dsession") and not hasattr(config, "workerinput")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for text in MARKERS.values():
+        config.addinivalue_line("markers", text)
+    settings = read_settings(config)
+    config.stash[_SETTINGS] = settings
+    config.stash[_STATE] = _RunState(settings, settings.top)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    config = session.config
+    state = config.stash.get(_STATE, None)
+    if state is None or not state.settings.trace_all or _is_xdist_controller(config):
+        return
+    from .._hunter.session import TracingSession
+
+    # One tracing session for the whole run: tests are probed inside it.
+    state.session = TracingSession(state.settings.nframe, exact=False)
+    state.session.__enter__()
+
+
+def _end_tracing(config: pytest.Config) -> None:
+    state = config.stash.get(_STATE, None)
+    if state is not None and state.session is not None:
+        session, state.session = state.session, None
+        session.__exit__(None, None, None)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    _end_tracing(session.config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _end_tracing(config)
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: List[pytest.Item]
+) -> None:
+    settings = config.stash[_SETTINGS]
+    for item in items:
+        plan = plan_for(item, settings)
+        if plan is not None:
+            item.stash[_PLAN] = plan
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
+    plan = item.stash.get(_PLAN, None)
+    if plan is None:
+        yield
+        return
+    from .measure import run
+
+    runtest = item.runtest
+
+    def measured_runtest() -> None:
+        __tracebackhide__ = True
+        item.stash[_MEASURED] = run(item, plan, runtest)
+
+    item.runtest = measured_runtest  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        item.__dict__.pop("runtest", None)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    outcome = yield
+    if call.when != "call" or _PLAN not in item.stash:
+        return
+    from .measure import MemoryFailure
+    from .reporting import FailureRepr
+
+    rep = outcome.get_result()
+    measured = item.stash.get(_MEASURED, None)
+    if call.excinfo is not None and isinstance(call.excinfo.value, MemoryFailure):
+        measured = call.excinfo.value.measured
+        if rep.failed:
+            path, lineno, _ = item.reportinfo()
+            rep.longrepr = FailureRepr(measured, str(path), (lineno or 0) + 1)
+    if (
+        measured is not None
+        and item.stash[_PLAN].summary
+        or (measured is not None and measured.report is not None)
+    ):
+        rep.leakguard = measured.as_dict()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    data = getattr(report, "leakguard", None)
+    if report.when != "call" or not isinstance(data, dict):
+        return
+    state = _state_of(report)
+    if state is not None:
+        state.summary.add(report.nodeid, data)
+
+
+_CONFIG: Optional[pytest.Config] = None
+
+
+def _state_of(report: pytest.TestReport) -> Optional[_RunState]:
+    return None if _CONFIG is None else _CONFIG.stash.get(_STATE, None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    global _CONFIG
+    _CONFIG = config
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    state = config.stash.get(_STATE, None)
+    if state is None or hasattr(config, "workerinput"):
+        return
+    if not (state.settings.trace_all or state.settings.hunt):
+        return
+    lines = state.summary.lines()
+    if not lines:
+        return
+    terminalreporter.write_sep("=", "leakguard")
+    for line in lines:
+        terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def leakguard(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A tracker for this test: ``leakguard.snapshot()``, ``leakguard.diff()``,
+    ``leakguard.leaked``, ``leakguard.assert_no_leaks(func, *args)``."""
+    from .fixture import LeakguardFixture
+
+    settings = request.config.stash.get(_SETTINGS, None)
+    fx = LeakguardFixture(settings.nframe if settings else DEFAULT_NFRAME)
+    fx._start()
+    try:
+        yield fx
+    finally:
+        fx._stop()
