@@ -22,7 +22,7 @@ functions and classes here are the same objects as there.
 from __future__ import annotations
 
 import atexit
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _leakguard
 from ._errors import (
@@ -33,19 +33,7 @@ from ._errors import (
     UsageError,
     UsageTypeError,
 )
-from ._hunter import (
-    IGNORED_CACHES,
-    CycleReport,
-    Holder,
-    LeakReport,
-    LeakSite,
-    OpenDescriptor,
-    ResourceReport,
-    ResourceWarningRecord,
-    Tracker,
-    hunt,
-    track,
-)
+
 from .tracemalloc import (
     BaseFilter,
     DomainFilter,
@@ -66,6 +54,40 @@ from .tracemalloc import (
     start,
     stop,
     take_snapshot,
+)
+
+if TYPE_CHECKING:
+    from ._hunter.report import (
+        CycleReport,
+        Holder,
+        LeakReport,
+        LeakSite,
+        OpenDescriptor,
+        ResourceReport,
+        ResourceWarningRecord,
+    )
+    from ._hunter.rounds import hunt
+    from ._hunter.sites import IGNORED_CACHES
+    from ._hunter.track import Tracker
+    from ._hunter.track import track as track
+
+# The leak hunter is imported on first use (``leakguard.hunt``, ``from
+# leakguard import track``): a program, or a pytest run with the plugin
+# installed, that only traces does not pay for it at start-up.
+_HUNTER_NAMES = frozenset(
+    {
+        "IGNORED_CACHES",
+        "CycleReport",
+        "Holder",
+        "LeakReport",
+        "LeakSite",
+        "OpenDescriptor",
+        "ResourceReport",
+        "ResourceWarningRecord",
+        "Tracker",
+        "hunt",
+        "track",
+    }
 )
 
 __all__ = [
@@ -123,6 +145,12 @@ atexit.register(_stop_tracing_at_exit)
 
 
 def __getattr__(name: str) -> Any:
+    if name in _HUNTER_NAMES:
+        from . import _hunter
+
+        value = getattr(_hunter, name)
+        globals()[name] = value
+        return value
     # importlib.metadata is slow to import: only pay for it when asked.
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version

@@ -252,6 +252,9 @@ class _Search:
         self.site: List[int] = []
         self.seen: Dict[Tuple[int, int], int] = {}
         self.chains: Dict[int, List[Holder]] = {}
+        #: samples that are an empty container's own buffer: spare capacity
+        #: (a dict's table after its items left), bounded by its past size
+        self.spare: Set[int] = set()
         self.ignored = {id(self.nodes), id(roots._keep)}
 
     def add(self, obj: object, parent: int, site: int) -> int:
@@ -311,7 +314,7 @@ class _Search:
         path = self._path(index)
         steps: List[str] = []
         nodes = [describe(self.nodes[path[0]])]
-        bounded = _bounded(self.nodes[path[0]])
+        bounded = _bounded(self.nodes[path[0]]) or path[-1] in self.spare
         i = 0
         while i + 1 < len(path):
             parent, child = self.nodes[path[i]], self.nodes[path[i + 1]]
@@ -361,6 +364,13 @@ class _Search:
                 rest.bounded,
             )
         return self._chain("function", label, path[1])
+
+
+def _is_empty(obj: object) -> bool:
+    try:
+        return isinstance(obj, (dict, list, set, frozenset, bytearray)) and len(obj) == 0
+    except Exception:  # pragma: no cover - a subclass with a broken __len__
+        return False
 
 
 def _bounded(obj: object) -> bool:
@@ -420,6 +430,8 @@ def find_holders(
         index = search.add(obj, -1, site)
         if index < 0:
             continue
+        if via_buffer and _is_empty(obj):
+            search.spare.add(index)
         _found(search, index, result, done)
         # Containers the collector does not track hide from gc.get_referrers:
         # the walk says which ones led to the object; climb them here.

@@ -340,7 +340,10 @@ class LeakReport:
         lines.extend(self.cycles.format())
         if self.bounded:
             lines.append("")
-            lines.append("Growing, but held by a bounded cache that is still filling (not leaks):")
+            lines.append(
+                "Growing, but bounded (a size-limited cache still filling, or spare room "
+                "in an emptied container): not leaks:"
+            )
             for site in self.bounded:
                 lines.append(
                     f"    {site.where}  {_format_size(site.size_per_round, True)} per round: "

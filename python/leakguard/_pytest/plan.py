@@ -7,12 +7,14 @@ the marker, raised before any test runs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import pytest
 
 from .sizes import parse_size
+
+# Plain named tuples, not dataclasses: this module is imported by every pytest
+# run where leakguard is installed, so it is kept cheap to import.
 
 DEFAULT_NFRAME = 16
 DEFAULT_ROUNDS = 5
@@ -36,14 +38,12 @@ MARKERS = {
 }
 
 
-@dataclass(frozen=True)
-class Hunt:
+class Hunt(NamedTuple):
     rounds: int
     warmup: int
 
 
-@dataclass(frozen=True)
-class Limit:
+class Limit(NamedTuple):
     """A size limit: ``text`` as written (for messages), ``nbytes`` parsed."""
 
     text: str
@@ -53,8 +53,7 @@ class Limit:
     source: str = "marker"
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """The run's options (command line over ini)."""
 
     trace_all: bool
@@ -71,8 +70,7 @@ class Settings:
         return bool(self.trace_all or self.hunt or self.limit_memory or self.limit_leaks)
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """What the plugin does with one test."""
 
     nframe: int

@@ -23,12 +23,18 @@ _STATE = pytest.StashKey["_RunState"]()
 class _RunState:
     """Per run: the session-wide tracing of ``--leakguard`` and the summary."""
 
-    def __init__(self, settings: Settings, top: int) -> None:
-        from .reporting import Summary
-
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.summary = Summary(top)
         self.session: Any = None
+        self._summary: Any = None
+
+    @property
+    def summary(self) -> Any:
+        if self._summary is None:
+            from .reporting import Summary
+
+            self._summary = Summary(self.settings.top)
+        return self._summary
 
 
 def _is_xdist_controller(config: pytest.Config) -> bool:
@@ -44,7 +50,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", text)
     settings = read_settings(config)
     config.stash[_SETTINGS] = settings
-    config.stash[_STATE] = _RunState(settings, settings.top)
+    config.stash[_STATE] = _RunState(settings)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
