@@ -33,7 +33,6 @@ from ._errors import (
     UsageError,
     UsageTypeError,
 )
-
 from .tracemalloc import (
     BaseFilter,
     DomainFilter,
