@@ -11,11 +11,12 @@ interpreter's own site-packages. The children find the package through ``PYTHONP
 leakguard and pytest in the interpreter's environment.
 
 Every run is a fresh ``python -m pytest -p no:cacheprovider -q`` timed from outside with
-``time.perf_counter()`` (interpreter start, collection and the tests), in three modes: *plain*
-(no leakguard option), *leakguard* (``--leakguard``: every test traced, a summary of the tests
-and lines that allocated most) and *hunt* (``--leakguard-hunt=3``: every test run 3 rounds
-after 2 warm-up runs, failed if its memory grows). Runs are interleaved (plain, leakguard,
-hunt, plain, ...) for ``--reps`` repetitions and the median wall time of each mode is reported,
+``time.perf_counter()`` (interpreter start, collection and the tests), in four modes: *plain*
+(no leakguard option), *traced* (the core's tracing alone: ``leakguard.start(16)`` before
+``pytest.main``, no plugin option — the yardstick for the plugin's own cost), *leakguard*
+(``--leakguard``: every test traced and probed, a summary of the tests and lines that allocated
+most) and *hunt* (``--leakguard-hunt=3``: every test run 3 rounds after 2 warm-up runs, failed
+if its memory grows). Runs are interleaved (plain, traced, leakguard, hunt, plain, ...) for ``--reps`` repetitions and the median wall time of each mode is reported,
 with its ratio to plain. Per-test outcomes come from ``--junitxml``: a test *flagged* by a mode
 is one that fails there but passed in every plain run; each is listed with the first line of
 its failure. Tests that fail in the plain run already are listed apart and are not flags.
@@ -50,10 +51,21 @@ HUNT_ROUNDS = 3
 # Mode name -> the pytest options that select it.
 MODES: Dict[str, Tuple[str, ...]] = {
     "plain": (),
+    "traced": (),
     "leakguard": ("--leakguard",),
     "hunt": (f"--leakguard-hunt={HUNT_ROUNDS}",),
 }
 NO_PLUGIN = "this leakguard has no pytest plugin"
+# The core's tracing alone, started before pytest (nframe as the plugin's
+# default), with no plugin option: what --leakguard is compared with.
+TRACED_LAUNCHER = (
+    "import sys, leakguard, pytest; leakguard.start(16); sys.exit(pytest.main(sys.argv[1:]))"
+)
+LABELS = {"plain": "plain", "traced": "traced (start(16))"}
+
+
+def label_of(mode: str) -> str:
+    return LABELS.get(mode) or " ".join(MODES[mode])
 
 
 @dataclass(frozen=True)
@@ -193,7 +205,8 @@ def suite_env(suite: Suite) -> Dict[str, str]:
 
 
 def pytest_command(suite: Suite, mode: str, extra: Sequence[str]) -> List[str]:
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
+    launcher = ["-c", TRACED_LAUNCHER] if mode == "traced" else ["-m", "pytest"]
+    command = [sys.executable, *launcher, "-p", "no:cacheprovider", "-q"]
     command += ["-c", str(suite.directory / "pytest.ini")]
     command += ["--rootdir", str(suite.directory / suite.rootdir)]
     for nodeid in suite.deselect:
@@ -288,8 +301,8 @@ def report(suite: Suite, runs: Dict[str, List[Run]]) -> Tuple[List[str], List[st
     lines = [f"{suite.requirement}:"]
     for nodeid, reason in suite.deselect.items():
         lines.append(f"  deselected {nodeid}: {reason}")
-    for mode, options in MODES.items():
-        label = " ".join(options) or "plain"
+    for mode in MODES:
+        label = label_of(mode)
         errors = sorted({r["error"] for r in runs[mode] if "error" in r})
         for error in errors:
             state = "pending" if error == NO_PLUGIN else "error"
@@ -314,7 +327,7 @@ def report(suite: Suite, runs: Dict[str, List[Run]]) -> Tuple[List[str], List[st
     lines.append(f"  failing in the plain run already: {len(broken) or 'none'}")
     for key, (outcome, message, text) in sorted(broken.items()):
         lines.append(f"    {key} ({outcome}): {first_line(message, text)}")
-    for mode, options in MODES.items():
+    for mode in MODES:
         if mode == "plain" or not done[mode]:
             continue
         flagged: Dict[str, List[Tuple[str, str, str]]] = {}
@@ -322,7 +335,7 @@ def report(suite: Suite, runs: Dict[str, List[Run]]) -> Tuple[List[str], List[st
             for key, result in outcomes.items():
                 if key in passed and result[0] in ("failed", "error"):
                     flagged.setdefault(key, []).append(result)
-        label = " ".join(options)
+        label = label_of(mode)
         if not flagged:
             lines.append(f"  {label} flagged: none")
             continue
@@ -408,9 +421,9 @@ def main(argv: Sequence[str]) -> int:
         rows.append(row)
         notes += lines
     headers = ["package", "tests", "plain s"]
-    for mode, options in MODES.items():
+    for mode in MODES:
         if mode != "plain":
-            headers += [f"{' '.join(options)} s", "ratio"]
+            headers += [f"{label_of(mode)} s", "ratio"]
     print(f"\n{describe(machine_facts())}  {args.reps} reps  {elapsed:.0f} s in all")
     print(f"{pytest_version}; leakguard {leakguard}")
     if args.extra:

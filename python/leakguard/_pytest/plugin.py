@@ -8,7 +8,7 @@ for the call phase (fixtures are set up once, before) by :func:`.measure.run`.
 
 from __future__ import annotations
 
-from typing import Any, Generator, Iterator, List, Optional
+from typing import Any, Generator, Iterator, List
 
 import pytest
 
@@ -27,6 +27,12 @@ class _RunState:
         self.settings = settings
         self.session: Any = None
         self._summary: Any = None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # Reports of xdist's workers arrive here too, with their data.
+        data = getattr(report, "leakguard", None)
+        if report.when == "call" and isinstance(data, dict):
+            self.summary.add(report.nodeid, data)
 
     @property
     def summary(self) -> Any:
@@ -50,7 +56,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", text)
     settings = read_settings(config)
     config.stash[_SETTINGS] = settings
-    config.stash[_STATE] = _RunState(settings)
+    state = _RunState(settings)
+    config.stash[_STATE] = state
+    config.pluginmanager.register(state, "leakguard-run-state")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -78,6 +86,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     _end_tracing(config)
+    state = config.stash.get(_STATE, None)
+    if state is not None and config.pluginmanager.is_registered(state):
+        config.pluginmanager.unregister(state)
 
 
 def pytest_collection_modifyitems(
@@ -134,28 +145,6 @@ def pytest_runtest_makereport(
         or (measured is not None and measured.report is not None)
     ):
         rep.leakguard = measured.as_dict()
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    data = getattr(report, "leakguard", None)
-    if report.when != "call" or not isinstance(data, dict):
-        return
-    state = _state_of(report)
-    if state is not None:
-        state.summary.add(report.nodeid, data)
-
-
-_CONFIG: Optional[pytest.Config] = None
-
-
-def _state_of(report: pytest.TestReport) -> Optional[_RunState]:
-    return None if _CONFIG is None else _CONFIG.stash.get(_STATE, None)
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_cmdline_main(config: pytest.Config) -> None:
-    global _CONFIG
-    _CONFIG = config
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
