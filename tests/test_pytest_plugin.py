@@ -4,8 +4,6 @@ Each test writes a small test file with ``pytester``, runs pytest on it (in a
 subprocess unless said otherwise: the plugin turns tracing on and off) and
 checks the outcome of every test and the text the plugin wrote: the
 allocating ``file:line``, its source line and what holds the memory.
-
-Tests marked ``xfail(strict=True)`` show bugs of the plugin (see their reason).
 """
 
 from __future__ import annotations
@@ -869,11 +867,6 @@ def test_output_of_hunted_test_is_shown(pytester: pytest.Pytester, capture: str)
     assert "OUT-OF-CLEAN" in section(result, "test_prints_clean")  # -rA shows passes' output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: measure._Buffers.restore() writes the first run's output and log back after "
-    "what the last run left, so the report shows them twice",
-)
 @pytest.mark.parametrize("capture", ["fd", "sys"])
 def test_output_of_hunted_test_is_shown_once(pytester: pytest.Pytester, capture: str) -> None:
     pytester.makepyfile(test_cap=CAPTURE)
@@ -930,15 +923,10 @@ def test_summary_survives_an_in_process_pytest_run(pytester: pytest.Pytester) ->
 
 
 # ---------------------------------------------------------------------------
-# Bugs found (xfail, strict): each fails until the plugin is fixed
+# Per-test state a fresh run would find again: capsys, monkeypatch, doctest
+# globals, captured output shown once, --tb=line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: fixtures are set up once, so capsys's buffer grows with each run of a test "
-    "that prints without reading it; the plugin reports it as the test's leak at the print "
-    "line ('held by: no referrer found'), though it sets pytest's own capture aside",
-)
 def test_capsys_output_is_not_a_leak(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_capsys="""
@@ -952,12 +940,6 @@ def test_capsys_output_is_not_a_leak(pytester: pytest.Pytester) -> None:
     run(pytester).assert_outcomes(passed=1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: fixtures are set up once, so monkeypatch's undo list keeps every run's "
-    "previous value; the plugin reports a leak at the setattr/setenv line (held by: "
-    "collections.XYZ / posix.environ) though the test leaks nothing",
-)
 def test_monkeypatch_is_not_a_leak(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_mp="""
@@ -974,11 +956,6 @@ def test_monkeypatch_is_not_a_leak(pytester: pytest.Pytester) -> None:
     run(pytester).assert_outcomes(passed=1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: doctest's runner clears the doctest's globals after each run, so the second "
-    "run of a doctest under --leakguard-hunt fails with NameError",
-)
 def test_doctest_under_hunt(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         mod_doc='''
@@ -994,11 +971,6 @@ def test_doctest_under_hunt(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: with --tb=line the failure line is the repr of reporting._Crash "
-    "(\"_Crash(path=..., lineno=..., message=...)\") instead of 'path:lineno: message'",
-)
 def test_tb_line(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_x=LEAKY)
     result = run(pytester, "--tb=line", "-k", "test_leaky and not 4")

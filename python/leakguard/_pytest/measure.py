@@ -260,12 +260,15 @@ class Probe:
 
 
 # ---------------------------------------------------------------------------
-# pytest's buffers between runs
+# Between runs of one test
 
 
-class _Buffers:
-    """Sets aside what pytest captured (output, log records) between runs of
-    one test, keeping the first run's and putting it back at the end."""
+class _BetweenRuns:
+    """Puts back, between runs of one test, the per-test state a fresh run
+    would find: what pytest captured (output, log records, ``capsys``) is set
+    aside, ``monkeypatch``'s changes are undone, a doctest's globals (which
+    the doctest runner clears after each run) are restored. The first run's
+    output is kept and shown at the end."""
 
     def __init__(self, item: pytest.Item) -> None:
         pm = item.config.pluginmanager
@@ -273,26 +276,51 @@ class _Buffers:
         self.capman = pm.get_plugin("capturemanager")
         self.logging = pm.get_plugin("logging-plugin")
         self.kept: Optional[Tuple[str, str, str]] = None
+        dtest = getattr(item, "dtest", None)
+        globs = getattr(dtest, "globs", None)
+        self.doctest_globs = dict(globs) if isinstance(globs, dict) else None
 
-    def set_aside(self) -> None:
+    def _read_capture(self) -> Tuple[str, str]:
+        if self.capman is None:
+            return "", ""
+        try:
+            out, err = self.capman.read_global_capture()
+        except (AssertionError, AttributeError, ValueError):
+            return "", ""  # not capturing (-s), or capture closed
+        return out, err
+
+    def _reset_log(self) -> str:
+        report = getattr(self.logging, "report_handler", None)
+        if report is None:
+            return ""
+        text: str = report.stream.getvalue()
+        report.reset()
+        return text
+
+    def before_next_run(self) -> None:
         with unrecorded():
-            out = err = log = ""
-            if self.capman is not None:
-                try:
-                    out, err = self.capman.read_global_capture()
-                except (AssertionError, AttributeError, ValueError):
-                    pass  # not capturing (-s), or capture closed
-            if self.logging is not None:
-                report = getattr(self.logging, "report_handler", None)
-                if report is not None:
-                    log = report.stream.getvalue()
-                    report.reset()
-                caplog = getattr(self.logging, "caplog_handler", None)
-                if caplog is not None:
-                    caplog.reset()
-                    self._point_caplog_at(caplog)
+            out, err = self._read_capture()
+            log = self._reset_log()
             if self.kept is None:
                 self.kept = (out, err, log)
+            caplog = getattr(self.logging, "caplog_handler", None)
+            if caplog is not None:
+                caplog.reset()
+                self._point_caplog_at(caplog)
+            fixture = getattr(self.capman, "_capture_fixture", None)
+            if fixture is not None:
+                try:
+                    fixture.readouterr()  # capsys/capfd: what the last run left unread
+                except Exception:  # pragma: no cover - a fixture already closed
+                    pass
+            funcargs = getattr(self.item, "funcargs", None)
+            patcher = funcargs.get("monkeypatch") if isinstance(funcargs, dict) else None
+            if patcher is not None:
+                patcher.undo()
+            if self.doctest_globs is not None:
+                globs = self.item.dtest.globs  # type: ignore[attr-defined]
+                globs.clear()
+                globs.update(self.doctest_globs)
 
     def _point_caplog_at(self, handler: Any) -> None:
         # caplog.get_records("call") reads a list saved when the phase began.
@@ -304,23 +332,29 @@ class _Buffers:
             return
         records["call"] = handler.records
 
-    def restore(self) -> None:
-        """Puts the first run's output back before what the last run left."""
+    def restore(self, keep_last: bool) -> None:
+        """Puts the first run's output back: alone when the runs went well,
+        before what the last run left when it failed (that output is the
+        one that explains the failure)."""
         if self.kept is None:
             return
         out, err, log = self.kept
+        if keep_last:
+            last_out, last_err = self._read_capture()
+            last_log = self._reset_log()
+            out, err, log = out + last_out, err + last_err, log + last_log
+        else:
+            self._read_capture()
+            self._reset_log()
         import sys
 
         if out:
             sys.stdout.write(out)
         if err:
             sys.stderr.write(err)
-        if log and self.logging is not None:
-            report = getattr(self.logging, "report_handler", None)
-            if report is not None:
-                current = report.stream.getvalue()
-                report.reset()
-                report.stream.write(log + current)
+        report = getattr(self.logging, "report_handler", None)
+        if log and report is not None:
+            report.stream.write(log)
 
 
 # ---------------------------------------------------------------------------
@@ -340,7 +374,8 @@ def run(item: pytest.Item, plan: Plan, runtest: Callable[[], None]) -> Measured:
     """Runs ``item`` under ``plan`` (``runtest`` is its own ``runtest``);
     raises :class:`MemoryFailure` when it breaks a memory rule."""
     measured = Measured(item.nodeid)
-    buffers = _Buffers(item)
+    between = _BetweenRuns(item)
+    finished = False
     leak_limit = plan.limit_leaks
     thread_only = any(
         lim is not None and lim.current_thread_only for lim in (plan.limit_memory, leak_limit)
@@ -360,7 +395,7 @@ def run(item: pytest.Item, plan: Plan, runtest: Callable[[], None]) -> Measured:
             def once() -> None:
                 nonlocal calls
                 if ran or calls:
-                    buffers.set_aside()
+                    between.before_next_run()
                 calls += 1
                 runtest()
                 if _own_failure(item):
@@ -378,8 +413,9 @@ def run(item: pytest.Item, plan: Plan, runtest: Callable[[], None]) -> Measured:
                 )
             except _Stop:
                 return measured
+        finished = True
     finally:
-        buffers.restore()
+        between.restore(keep_last=not finished)
     _judge(measured, plan)
     if measured.failures:
         raise MemoryFailure(measured)

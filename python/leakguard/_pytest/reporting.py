@@ -65,6 +65,13 @@ class _Crash:
     lineno: int
     message: str
 
+    def toterminal(self, tw: Any) -> None:
+        tw.line(str(self))
+
+    def __str__(self) -> str:
+        # What `--tb=line` prints, as pytest's own crash locations do.
+        return f"{self.path}:{self.lineno}: {self.message}"
+
 
 class FailureRepr:
     """A failed test's ``longrepr``: written in red where it says what broke.
