@@ -16,8 +16,9 @@ Every run is a fresh ``python -m pytest -p no:cacheprovider -q`` timed from outs
 ``pytest.main``, no plugin option — the yardstick for the plugin's own cost), *leakguard*
 (``--leakguard``: every test traced and probed, a summary of the tests and lines that allocated
 most) and *hunt* (``--leakguard-hunt=3``: every test run 3 rounds after 2 warm-up runs, failed
-if its memory grows). Runs are interleaved (plain, traced, leakguard, hunt, plain, ...) for ``--reps`` repetitions and the median wall time of each mode is reported,
-with its ratio to plain. Per-test outcomes come from ``--junitxml``: a test *flagged* by a mode
+if its memory grows). Runs are interleaved (plain, traced, leakguard, hunt, plain, ...) for
+``--reps`` repetitions and the median wall time of each mode is reported, with its ratio to
+plain. Per-test outcomes come from ``--junitxml``: a test *flagged* by a mode
 is one that fails there but passed in every plain run; each is listed with the first line of
 its failure. Tests that fail in the plain run already are listed apart and are not flags.
 A leakguard without the pytest plugin leaves its modes pending; the plain mode runs regardless.

@@ -158,7 +158,7 @@ def test_bounded_cache_still_filling_is_not_a_leak() -> None:
     assert str(bounded[0].holders[0]).startswith(
         "leaky_causes.slow_fill (lru_cache, maxsize=100000, "
     )
-    assert "bounded cache" in str(report)
+    assert "a size-limited cache still filling" in str(report)
     causes.slow_fill.cache_clear()
 
 
