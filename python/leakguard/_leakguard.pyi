@@ -134,9 +134,13 @@ def _peak_watch(on: bool) -> bool:
     blocks per traceback with their values at the peak; starting resets the
     peak to the current traced bytes. Returns whether a watch was on."""
 
-def _peak_sites() -> list[Tuple[_RawTraceback, int, int, int, int]]:
+def _peak_sites(
+    peak_limit: int = 0, left: bool = True
+) -> list[Tuple[_RawTraceback, int, int, int, int]]:
     """``(traceback, bytes at peak, blocks at peak, bytes now, blocks now)``
-    per traceback the watch counted, allocated minus freed since it began."""
+    per traceback the watch counted, allocated minus freed since it began;
+    with ``peak_limit``, only that many with the most bytes at the peak (plus,
+    with ``left``, those with bytes alive now)."""
 
 def _only_this_thread(on: bool) -> bool:
     """Record only the calling thread's new blocks (frees of every thread are

@@ -223,13 +223,27 @@ fn _peak_watch(on: bool) -> bool {
     tracer::set_peak_watch(on)
 }
 
-/// `_peak_sites() -> [(raw traceback, bytes at peak, blocks at peak, bytes
-/// now, blocks now)]`: what the current (or last) watch counted, as bytes
-/// allocated minus freed since it began. Unordered.
+/// `_peak_sites(peak_limit=0, left=True) -> [(raw traceback, bytes at peak,
+/// blocks at peak, bytes now, blocks now)]`: what the current (or last)
+/// watch counted, as bytes allocated minus freed since it began. With
+/// `peak_limit` > 0 only the `peak_limit` tracebacks with the most bytes at
+/// the peak, plus (with `left`) every traceback with bytes alive now; the
+/// rest are never turned into Python objects. Unordered.
 #[pyfunction]
-fn _peak_sites(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
+#[pyo3(signature = (peak_limit = 0, left = true))]
+fn _peak_sites(py: Python<'_>, peak_limit: usize, left: bool) -> PyResult<Bound<'_, PyList>> {
+    let mut sites = tracer::peak_sites();
+    if peak_limit > 0 && sites.len() > peak_limit {
+        sites.sort_unstable_by(|a, b| b.peak_bytes.cmp(&a.peak_bytes));
+        let (top, rest) = sites.split_at(peak_limit);
+        let mut kept = top.to_vec();
+        if left {
+            kept.extend(rest.iter().filter(|s| s.bytes > 0));
+        }
+        sites = kept;
+    }
     let out = PyList::empty(py);
-    for site in tracer::peak_sites() {
+    for site in sites {
         let Some(tb) = raw_traceback(py, site.traceback)? else {
             continue;
         };

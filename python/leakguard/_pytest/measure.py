@@ -20,7 +20,7 @@ import gc
 import os
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Callable, Dict, List, Optional, Tuple, Type
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Type
 
 import pytest
 
@@ -35,6 +35,10 @@ from .plan import Limit, Plan
 #: Top-level packages of the machinery that runs a test's rounds: what only
 #: they hold (reports of each run, fixtures set up once) is not the test's leak.
 RUNNER_PACKAGES = ("_pytest", "pytest", "pluggy", "xdist", "execnet")
+
+#: Tracebacks with the most bytes at the peak that a probe reads (the lines
+#: shown are the biggest of these, grouped by line).
+PEAK_TRACEBACKS = 300
 
 #: Lines listed per failure and per test in the summary.
 SITES_SHOWN = 10
@@ -52,6 +56,14 @@ class SiteUse:
     traceback: RawTraceback = ()
 
 
+class SiteList(NamedTuple):
+    """The biggest lines (``shown``), and how many lines and bytes in all."""
+
+    shown: List[SiteUse]
+    lines: int
+    total: int
+
+
 @dataclass
 class Measured:
     """What the plugin found for one test."""
@@ -60,9 +72,9 @@ class Measured:
     #: whether a run was probed (peak and lines at the peak are known)
     probed: bool = False
     peak: int = 0
-    peak_sites: List[SiteUse] = field(default_factory=list)
+    peak_sites: SiteList = SiteList([], 0, 0)
     leaked: Optional[int] = None
-    leaked_sites: List[SiteUse] = field(default_factory=list)
+    leaked_sites: SiteList = SiteList([], 0, 0)
     report: Optional[LeakReport] = None
     failures: List[str] = field(default_factory=list)
 
@@ -71,7 +83,7 @@ class Measured:
         return {
             "peak": self.peak if self.probed else None,
             "leaked": self.leaked,
-            "sites": [(s.where, s.line, s.size, s.count) for s in self.peak_sites[:3]],
+            "sites": [(s.where, s.line, s.size, s.count) for s in self.peak_sites.shown[:3]],
             "hunted": self.report is not None,
             "leaking": bool(self.report is not None and self.report.leaking),
         }
@@ -149,15 +161,29 @@ class _Attribution:
         self._harness += (
             os.path.normcase(os.path.dirname(os.path.abspath(_pytest.__file__ or ""))) + os.sep,
         )
+        self._is_harness: Dict[str, bool] = {}
+        self._where: Dict[Tuple[str, int], Tuple[str, str]] = {}
 
     def site(self, raw: RawTraceback) -> Optional[Tuple[str, int]]:
         site = self.resolver.site(raw)
-        if site is None or os.path.normcase(site[0]).startswith(self._harness):
+        if site is None:
             return None
-        return site
+        harness = self._is_harness.get(site[0])
+        if harness is None:
+            harness = os.path.normcase(site[0]).startswith(self._harness)
+            self._is_harness[site[0]] = harness
+        return None if harness else site
 
-    def by_site(self, entries: List[Tuple[RawTraceback, int, int]]) -> List[SiteUse]:
-        """``(traceback, bytes, blocks)`` entries summed per line, biggest first."""
+    def where(self, site: Tuple[str, int]) -> Tuple[str, str]:
+        """``file:line`` and the source line, cached: a probe per test asks often."""
+        found = self._where.get(site)
+        if found is None:
+            found = self._where[site] = (_where(*site), source_line(*site))
+        return found
+
+    def by_site(self, entries: List[Tuple[RawTraceback, int, int]], keep: int) -> SiteList:
+        """``(traceback, bytes, blocks)`` entries summed per line: the ``keep``
+        biggest lines, and how many lines and bytes in all."""
         sums: Dict[Tuple[str, int], List[Any]] = {}
         for raw, size, count in entries:
             if size <= 0:
@@ -173,12 +199,13 @@ class _Attribution:
                 acc[1] += count
                 if size > acc[3]:
                     acc[2], acc[3] = raw, size
-        out = [
-            SiteUse(_where(*site), source_line(*site), acc[0], acc[1], acc[2])
-            for site, acc in sums.items()
-        ]
-        out.sort(key=lambda s: (-s.size, s.where))
-        return out
+        order = sorted(sums, key=lambda site: (-sums[site][0], site))
+        shown = []
+        for site in order[:keep]:
+            acc = sums[site]
+            where, line = self.where(site)
+            shown.append(SiteUse(where, line, acc[0], acc[1], acc[2]))
+        return SiteList(shown, len(order), sum(acc[0] for acc in sums.values()))
 
 
 _ATTRIBUTION: Optional[_Attribution] = None
@@ -246,7 +273,8 @@ class Probe:
                     gc.collect()
                 if self._watching:
                     with unrecorded():
-                        for raw, pbytes, pblocks, nbytes, nblocks in native._peak_sites():
+                        sites = native._peak_sites(PEAK_TRACEBACKS, self.leaks)
+                        for raw, pbytes, pblocks, nbytes, nblocks in sites:
                             if pbytes > 0:
                                 self.peak_entries.append((raw, pbytes, pblocks))
                             if nbytes > 0:
@@ -426,15 +454,15 @@ def _fill(measured: Measured, probe: Probe, leak_limit: Optional[Limit]) -> None
     where = attribution()
     measured.probed = True
     measured.peak = probe.peak
-    measured.peak_sites = where.by_site(probe.peak_entries)
+    measured.peak_sites = where.by_site(probe.peak_entries, SITES_SHOWN)
     if leak_limit is None:
         return
     entries = probe.left_entries
     if leak_limit.filter_fn is not None:
         keep = leak_limit.filter_fn
         entries = [e for e in entries if keep(AllocationStack(e[0]))]
-    measured.leaked_sites = where.by_site(entries)
-    measured.leaked = sum(s.size for s in measured.leaked_sites)
+    measured.leaked_sites = where.by_site(entries, SITES_SHOWN)
+    measured.leaked = measured.leaked_sites.total
 
 
 def _judge(measured: Measured, plan: Plan) -> None:

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List
 
 from .._hunter.report import shown_frames
 from .._model import Traceback
-from .measure import SITES_SHOWN, Measured, SiteUse
+from .measure import Measured, SiteList
 from .sizes import format_size
 
 #: Frames shown per traceback in a failure.
 FRAMES_SHOWN = 6
 
 
-def _sites(title: str, sites: Sequence[SiteUse], limit: int, tracebacks: int) -> List[str]:
-    if not sites:
+def _sites(title: str, sites: SiteList, tracebacks: int) -> List[str]:
+    if not sites.shown:
         return [f"{title}: none of it allocated by the test's own lines"]
     lines = [f"{title}:"]
-    for i, s in enumerate(sites[:limit]):
+    for i, s in enumerate(sites.shown):
         lines.append(f"  {format_size(s.size):>10} in {s.count:,} blocks  {s.where}")
         if s.line:
             lines.append(f"        {s.line}")
@@ -27,9 +27,11 @@ def _sites(title: str, sites: Sequence[SiteUse], limit: int, tracebacks: int) ->
             lines.append("      allocated at (most recent call first):")
             for text in shown.format(FRAMES_SHOWN, most_recent_first=True):
                 lines.append(f"      {text}")
-    if len(sites) > limit:
-        rest = sum(s.size for s in sites[limit:])
-        lines.append(f"  ... {len(sites) - limit} more lines, {format_size(rest)} together")
+    if sites.lines > len(sites.shown):
+        rest = sites.total - sum(s.size for s in sites.shown)
+        lines.append(
+            f"  ... {sites.lines - len(sites.shown)} more lines, {format_size(rest)} together"
+        )
     return lines
 
 
@@ -39,17 +41,11 @@ def failure_lines(measured: Measured) -> List[str]:
     if any(f.startswith("peak memory") for f in measured.failures):
         lines.append("")
         title = "Lines holding the most memory at the peak"
-        lines.extend(_sites(title, measured.peak_sites, SITES_SHOWN, 3))
+        lines.extend(_sites(title, measured.peak_sites, 3))
     if any(f.startswith("left ") for f in measured.failures):
         lines.append("")
-        lines.extend(
-            _sites(
-                "Allocated during the test and alive at its end",
-                measured.leaked_sites,
-                SITES_SHOWN,
-                3,
-            )
-        )
+        title = "Allocated during the test and alive at its end"
+        lines.extend(_sites(title, measured.leaked_sites, 3))
     report = measured.report
     if report is not None and report.leaking:
         # The report's own first line is the E line above.
