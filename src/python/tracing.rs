@@ -234,7 +234,7 @@ fn _peak_watch(on: bool) -> bool {
 fn _peak_sites(py: Python<'_>, peak_limit: usize, left: bool) -> PyResult<Bound<'_, PyList>> {
     let mut sites = tracer::peak_sites();
     if peak_limit > 0 && sites.len() > peak_limit {
-        sites.sort_unstable_by(|a, b| b.peak_bytes.cmp(&a.peak_bytes));
+        sites.sort_unstable_by_key(|s| std::cmp::Reverse(s.peak_bytes));
         let (top, rest) = sites.split_at(peak_limit);
         let mut kept = top.to_vec();
         if left {
