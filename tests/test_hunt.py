@@ -446,6 +446,31 @@ def test_track_context_manager() -> None:
     assert "peak" in repr(t) and "left alive" in str(t)
 
 
+def test_track_at_peak_names_what_was_freed_before_the_end() -> None:
+    with leakguard.track(snapshots=False) as t:
+        temp = [bytearray(10_000) for _ in range(300)]  # 3 MB, freed before the end
+        del temp
+        small = [bytearray(100) for _ in range(10)]
+    del small
+    top = t.at_peak("lineno")[0]
+    assert top.traceback[0].filename == __file__
+    assert (
+        "temp = [bytearray" in Path(__file__).read_text().splitlines()[top.traceback[0].lineno - 1]
+    )
+    assert 3_000_000 <= top.size < 3_500_000 and top.count >= 300
+    assert abs(t.peak - top.size) < 100_000  # the peak is almost all that line
+    assert t.at_peak("filename")[0].traceback[0].lineno == 0
+    assert t.after is None and t.leaked == 0  # no snapshots taken
+    with pytest.raises(ValueError, match="unknown key_type"):
+        t.at_peak("line")
+    # A tracker inside another does not hold the engine's one peak watch.
+    with leakguard.track(snapshots=False) as outer:
+        with leakguard.track(snapshots=False) as inner:
+            bytearray(1_000_000)
+    assert inner.at_peak() == [] and inner.peak >= 990_000
+    assert outer.at_peak()[0].size >= 990_000
+
+
 def test_track_decorator_and_the_outer_peak() -> None:
     leakguard.start(1)
     try:

@@ -70,25 +70,6 @@ if TYPE_CHECKING:
     from ._hunter.track import Tracker
     from ._hunter.track import track as track
 
-# The leak hunter is imported on first use (``leakguard.hunt``, ``from
-# leakguard import track``): a program, or a pytest run with the plugin
-# installed, that only traces does not pay for it at start-up.
-_HUNTER_NAMES = frozenset(
-    {
-        "IGNORED_CACHES",
-        "CycleReport",
-        "Holder",
-        "LeakReport",
-        "LeakSite",
-        "OpenDescriptor",
-        "ResourceReport",
-        "ResourceWarningRecord",
-        "Tracker",
-        "hunt",
-        "track",
-    }
-)
-
 __all__ = [
     # tracing
     "start",
@@ -144,12 +125,17 @@ atexit.register(_stop_tracing_at_exit)
 
 
 def __getattr__(name: str) -> Any:
-    if name in _HUNTER_NAMES:
+    # The leak hunter is imported on first use (``leakguard.hunt``, ``from
+    # leakguard import track``): a program, or a pytest run with the plugin
+    # installed, that only traces does not pay for it at start-up. Its public
+    # names are the ones ``_hunter.__all__`` lists.
+    if not name.startswith("_"):
         from . import _hunter
 
-        value = getattr(_hunter, name)
-        globals()[name] = value
-        return value
+        if name in _hunter.__all__:
+            value = getattr(_hunter, name)
+            globals()[name] = value
+            return value
     # importlib.metadata is slow to import: only pay for it when asked.
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version

@@ -56,3 +56,14 @@ class LeakError(LeakguardError, AssertionError):
     def __init__(self, report: object) -> None:
         super().__init__(str(report))
         self.report = report
+
+
+def check_count(what: str, value: object, low: int) -> int:
+    """``value`` as a count of at least ``low``; ``what`` names it in the error
+    (``"hunt() argument 'rounds'"``): :class:`UsageTypeError` for a non-int
+    (``bool`` included), :class:`UsageError` for one below ``low``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UsageTypeError(f"{what} must be an int, not {type(value).__name__}")
+    if value < low:
+        raise UsageError(f"{what} must be at least {low}, got {value}")
+    return value

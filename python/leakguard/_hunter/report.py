@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import linecache
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from .._errors import LeakError
 from .._model import Traceback, _format_size
+from .sites import RUNNER_PACKAGES, package_dirs
 
 __all__ = [
     "Holder",
@@ -35,19 +35,11 @@ def _where(filename: str, lineno: int) -> str:
     return f"{shown}:{lineno}"
 
 
-def _package_dir(module: str) -> Optional[str]:
-    mod = sys.modules.get(module)
-    path = getattr(mod, "__file__", None)
-    if not isinstance(path, str):
-        return None
-    return os.path.normcase(os.path.dirname(os.path.abspath(path))) + os.sep
-
-
 def shown_frames(traceback: Traceback) -> Traceback:
     """The frames of ``traceback`` worth showing: the most recent ones, up to
-    the first frame of the machinery that ran the work (leakguard's hunt,
-    pytest and pluggy when loaded), which only ever repeats itself."""
-    harness = tuple(d for d in map(_package_dir, ("leakguard", "_pytest", "pluggy")) if d)
+    the first frame of the machinery that ran the work (leakguard's hunt, a
+    test runner's packages when loaded), which only ever repeats itself."""
+    harness = package_dirs(("leakguard", *RUNNER_PACKAGES))
     kept = []
     for frame in reversed(traceback):  # most recent first
         if os.path.normcase(frame.filename).startswith(harness):

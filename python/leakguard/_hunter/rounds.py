@@ -24,7 +24,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .. import _leakguard as native
-from .._errors import UsageError, UsageTypeError
+from .._errors import UsageTypeError, check_count
 from .._model import Traceback
 from .cycles import CycleWatch, count_types
 from .growth import growth_rule
@@ -45,21 +45,13 @@ HOLDER_BUDGET = 1.5
 TRACEBACKS_PER_SITE = 4
 
 
-def _check_count(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise UsageTypeError(f"hunt() argument {name!r} must be an int, not {type(value).__name__}")
-    if value < low:
-        raise UsageError(f"hunt() argument {name!r} must be at least {low}, got {value}")
-    return value
-
-
 class _Rounds:
     """The measurements, one per round (index 0: after the warm-up)."""
 
-    def __init__(self, rounds: int) -> None:
+    def __init__(self, rounds: int, runner: Tuple[str, ...] = ()) -> None:
         self.n = rounds + 1
         self.index = 0
-        self.resolver = SiteResolver()
+        self.resolver = SiteResolver(runner)
         self.sizes: Dict[Site, List[int]] = {}
         self.counts: Dict[Site, List[int]] = {}
         self.first: Dict[RawTraceback, int] = {}
@@ -170,15 +162,17 @@ def run_hunt(
     runner: Tuple[str, ...] = (),
 ) -> LeakReport:
     """:func:`hunt`, for callers that run the rounds from inside other
-    machinery: ``runner`` names its top-level packages (``("_pytest",
-    "pluggy")``); sites held only through them go to ``report.runner_held``."""
+    machinery: ``runner`` names its top-level packages
+    (:data:`~.sites.RUNNER_PACKAGES`). What they allocate is left out, as
+    leakguard's own allocations are, and sites held only through them go to
+    ``report.runner_held``."""
     if not callable(func):
         raise UsageTypeError(f"hunt() needs a callable to run, not {type(func).__name__}")
-    rounds = _check_count("rounds", rounds, 1)
-    warmup = _check_count("warmup", warmup, 0)
+    rounds = check_count("hunt() argument 'rounds'", rounds, 1)
+    warmup = check_count("hunt() argument 'warmup'", warmup, 0)
     started = time.perf_counter()
     with unrecorded():
-        measured = _Rounds(rounds)
+        measured = _Rounds(rounds, runner)
     with WarningCapture(measured.resolver) as warned, CycleWatch() as cycles:
         # The warm-up runs before tracing starts (when the program does not
         # trace already): what it leaves alive is never judged, so it need

@@ -49,6 +49,22 @@ IGNORED_CACHES: Tuple[Tuple[str, str], ...] = (
 
 _IGNORED_TOP = frozenset(name for name, _ in IGNORED_CACHES)
 
+#: Top-level packages of the test runner that may run a hunt's rounds
+#: (``SiteResolver(runner=…)``, ``run_hunt(runner=…)``): like leakguard's own
+#: code, what they allocate is their bookkeeping, not the program's.
+RUNNER_PACKAGES: Tuple[str, ...] = ("_pytest", "pytest", "pluggy", "xdist", "execnet")
+
+
+def package_dirs(names: Tuple[str, ...]) -> Tuple[str, ...]:
+    """The directories (normalised, ending in a separator) of those of the
+    packages ``names`` that are imported."""
+    dirs = []
+    for name in names:
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if isinstance(path, str):
+            dirs.append(_norm(os.path.dirname(path)) + os.sep)
+    return tuple(dirs)
+
 
 def _norm(path: str) -> str:
     return os.path.normcase(os.path.abspath(path)) if path else ""
@@ -82,11 +98,15 @@ def _library_dirs() -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
 
 
 class SiteResolver:
-    """Charges tracebacks to sites, with the verdicts cached per file name."""
+    """Charges tracebacks to sites, with the verdicts cached per file name.
 
-    def __init__(self) -> None:
+    The files of the ``runner`` packages (see :data:`RUNNER_PACKAGES`) count
+    as leakguard's own: a block they allocate directly is left out, and their
+    frames end the search for the program's line."""
+
+    def __init__(self, runner: Tuple[str, ...] = ()) -> None:
         self._stdlib, self._packages = _library_dirs()
-        self._own = _norm(os.path.dirname(os.path.dirname(__file__))) + os.sep
+        self._own = package_dirs(("leakguard", *runner))
         # filename -> (is library code, is an ignored cache, is leakguard)
         self._kinds: Dict[str, Tuple[bool, bool, bool]] = {}
         self._sites: Dict[RawTraceback, Optional[Site]] = {}

@@ -7,17 +7,41 @@ import functools
 import gc
 import time
 from types import TracebackType
-from typing import Any, Callable, List, Optional, Type, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar
 
 from .. import _leakguard as native
 from .._errors import UsageError
-from .._model import Snapshot, StatisticDiff, _format_size
+from .._model import (
+    Snapshot,
+    Statistic,
+    StatisticDiff,
+    Traceback,
+    _check_key_type,
+    _format_size,
+)
 from ..tracemalloc import _check_nframe, take_snapshot
 from .session import TracingSession, unrecorded
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_NFRAME = 16
+
+#: Tracebacks with the most bytes at the peak that a tracker reads back from
+#: the engine's peak watch (the rest never become Python objects).
+PEAK_TRACEBACKS = 300
+
+#: ``(traceback, bytes at the peak, blocks at the peak, bytes now, blocks
+#: now)``, counted from the tracker's start: the engine's peak watch.
+WatchedTrace = Tuple[Tuple[Tuple[str, int], ...], int, int, int, int]
+
+# The engine has one peak watch: the outermost tracker running holds it.
+_watch_taken = False
+
+
+def left_alive(diffs: List[StatisticDiff]) -> Tuple[int, int]:
+    """Bytes and blocks allocated and still alive, from a per-traceback diff."""
+    grew = [d for d in diffs if d.size_diff > 0]
+    return sum(d.size_diff for d in grew), sum(d.count_diff for d in grew)
 
 
 class Tracker:
@@ -34,39 +58,68 @@ class Tracker:
       ``collect`` is true);
     * ``net``: traced bytes after minus before (what it freed counts too);
     * ``diff(key_type)``: the per-line (or file, traceback) diff, as
-      ``Snapshot.compare_to``; ``before`` / ``after``: the snapshots.
+      ``Snapshot.compare_to``; ``before`` / ``after``: the snapshots;
+    * ``at_peak(key_type)``: what the block held, per line, at its peak.
+
+    ``snapshots=False`` skips the two snapshots (no ``diff``, ``leaked``:
+    peak, ``net`` and ``at_peak`` only); ``exact=False`` leaves CPython's free
+    lists on (cheaper, but an object reused from them keeps the line of its
+    first allocation); ``thread_only=True`` records only the calling thread's
+    allocations during the block.
 
     Tracing is left as it was: if the program traces already, its traces are
     kept and the frame limit is raised to ``nframe`` only for the block; the
     program's own peak (``get_traced_memory()[1]``) still covers the block.
     """
 
-    def __init__(self, nframe: int = DEFAULT_NFRAME, *, collect: bool = True) -> None:
+    def __init__(
+        self,
+        nframe: int = DEFAULT_NFRAME,
+        *,
+        collect: bool = True,
+        snapshots: bool = True,
+        exact: bool = True,
+        thread_only: bool = False,
+    ) -> None:
         self.nframe = _check_nframe(nframe)
         self.collect = bool(collect)
+        self.snapshots = bool(snapshots)
+        self.exact = bool(exact)
+        self.thread_only = bool(thread_only)
         self.before: Optional[Snapshot] = None
         self.after: Optional[Snapshot] = None
         self.peak = 0
         self.net = 0
         self.duration = 0.0
+        self._traces: List[WatchedTrace] = []
+        self._tracked = False
         self._active: Optional[TracingSession] = None
+        self._watching = False
         self._start_bytes = 0
         self._outer_peak = 0
         self._started = 0.0
 
     def __enter__(self) -> Tracker:
+        global _watch_taken
         if self._active is not None:
             raise UsageError("this tracker is already tracking a block: use another to nest")
-        session = TracingSession(self.nframe)
+        session = TracingSession(self.nframe, exact=self.exact)
         session.__enter__()
         self._active = session
         if self.collect:
             gc.collect()
         with unrecorded():
-            self.before = take_snapshot()
+            self.before = take_snapshot() if self.snapshots else None
             self.after = None
             self._start_bytes, self._outer_peak = native.get_traced_memory()
-        native.reset_peak()
+        self._watching = not _watch_taken
+        if self._watching:
+            _watch_taken = True
+            native._peak_watch(True)  # also resets the peak
+        else:
+            native.reset_peak()
+        if self.thread_only:
+            native._only_this_thread(True)
         self._started = time.perf_counter()
         return self
 
@@ -76,27 +129,43 @@ class Tracker:
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> None:
+        global _watch_taken
         session, self._active = self._active, None
         assert session is not None
         try:
+            if self.thread_only:
+                native._only_this_thread(False)
             self.duration = time.perf_counter() - self._started
             _, block_peak = native.get_traced_memory()
             if self.collect:
                 gc.collect()
             with unrecorded():
-                self.after = take_snapshot()
+                if self.snapshots:
+                    self.after = take_snapshot()
                 current = native.get_traced_memory()[0]
+                if self._watching:
+                    self._traces = native._peak_sites(PEAK_TRACEBACKS, self.collect)
             self.peak = max(block_peak - self._start_bytes, 0)
             self.net = current - self._start_bytes
+            self._tracked = True
             native._set_peak(max(self._outer_peak, block_peak))
         finally:
+            if self._watching:
+                native._peak_watch(False)
+                _watch_taken = False
             session.__exit__(exc_type, exc, tb)
 
     def __call__(self, func: F) -> F:
         @functools.wraps(func)
         def tracked(*args: Any, **kwargs: Any) -> Any:
             # A tracker per call, so that recursive and concurrent calls nest.
-            tracker = Tracker(self.nframe, collect=self.collect)
+            tracker = Tracker(
+                self.nframe,
+                collect=self.collect,
+                snapshots=self.snapshots,
+                exact=self.exact,
+                thread_only=self.thread_only,
+            )
             tracked.tracker = tracker  # type: ignore[attr-defined]
             with tracker:
                 return func(*args, **kwargs)
@@ -110,21 +179,46 @@ class Tracker:
             raise UsageError("nothing tracked yet: use the tracker as a context manager first")
         return self.after.compare_to(self.before, key_type, cumulative)
 
+    def at_peak(self, key_type: str = "lineno") -> List[Statistic]:
+        """What the block held when its traced memory was at its highest:
+        bytes and blocks it had allocated (minus freed) per line, file or
+        traceback, biggest first — even if all of it was freed by the end.
+        Read from the engine's peak watch (the 300 tracebacks with the most
+        bytes at the peak); empty for a tracker nested in another, which
+        holds the watch."""
+        key_type = _check_key_type(key_type, False)
+        groups: Dict[Tuple[Tuple[str, int], ...], List[int]] = {}
+        for raw, size, count, _, _ in self._traces:
+            if size <= 0:
+                continue
+            if key_type == "traceback" or not raw:
+                key = raw
+            elif key_type == "lineno":
+                key = raw[:1]
+            else:
+                key = ((raw[0][0], 0),)
+            acc = groups.setdefault(key, [0, 0])
+            acc[0] += size
+            acc[1] += count
+        stats = [Statistic(Traceback(key), size, count) for key, (size, count) in groups.items()]
+        stats.sort(key=Statistic._sort_key, reverse=True)
+        return stats
+
     @property
     def leaked(self) -> int:
         """Bytes allocated during the block and alive after it."""
         if self.before is None or self.after is None:
             return 0
-        return sum(d.size_diff for d in self.diff("traceback") if d.size_diff > 0)
+        return left_alive(self.diff("traceback"))[0]
 
     @property
     def leaked_blocks(self) -> int:
         if self.before is None or self.after is None:
             return 0
-        return sum(d.count_diff for d in self.diff("traceback") if d.count_diff > 0)
+        return left_alive(self.diff("traceback"))[1]
 
     def __repr__(self) -> str:
-        if self.after is None:
+        if not self._tracked:
             return f"<Tracker nframe={self.nframe} (nothing tracked yet)>"
         return (
             f"<Tracker peak={_format_size(self.peak, False)} "
@@ -133,7 +227,7 @@ class Tracker:
         )
 
     def __str__(self) -> str:
-        if self.after is None:
+        if not self._tracked or self.after is None:
             return repr(self)
         lines = [
             f"peak {_format_size(self.peak, False)}, left alive "
@@ -146,7 +240,17 @@ class Tracker:
         return "\n".join(lines)
 
 
-def track(nframe: int = DEFAULT_NFRAME, *, collect: bool = True) -> Tracker:
+def track(
+    nframe: int = DEFAULT_NFRAME,
+    *,
+    collect: bool = True,
+    snapshots: bool = True,
+    exact: bool = True,
+    thread_only: bool = False,
+) -> Tracker:
     """A :class:`Tracker`: ``with leakguard.track(nframe=10) as t: work()``,
-    then ``t.peak``, ``t.leaked``, ``t.diff("lineno")``; or ``@leakguard.track()``."""
-    return Tracker(nframe, collect=collect)
+    then ``t.peak``, ``t.leaked``, ``t.diff("lineno")``, ``t.at_peak()``; or
+    ``@leakguard.track()``."""
+    return Tracker(
+        nframe, collect=collect, snapshots=snapshots, exact=exact, thread_only=thread_only
+    )

@@ -8,7 +8,7 @@ from typing import Any, Callable, List, Optional
 from .._hunter.report import LeakReport
 from .._hunter.rounds import hunt
 from .._hunter.session import TracingSession, unrecorded
-from .._hunter.track import Tracker
+from .._hunter.track import Tracker, left_alive
 from .._model import Snapshot, StatisticDiff
 from ..tracemalloc import take_snapshot
 
@@ -66,7 +66,7 @@ class LeakguardFixture:
     @property
     def leaked(self) -> int:
         """Bytes allocated since the baseline and alive now (after a full collection)."""
-        return sum(d.size_diff for d in self.diff("traceback") if d.size_diff > 0)
+        return left_alive(self.diff("traceback"))[0]
 
     def hunt(
         self,

@@ -16,29 +16,18 @@ from __future__ import annotations
 
 import ast
 import functools
-import gc
-import os
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Type
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import pytest
 
-from .. import _leakguard as native
 from .._hunter.report import LeakReport, _where, source_line
 from .._hunter.rounds import run_hunt
-from .._hunter.session import TracingSession, unrecorded
-from .._hunter.sites import RawTraceback, SiteResolver
+from .._hunter.session import unrecorded
+from .._hunter.sites import RUNNER_PACKAGES, RawTraceback, SiteResolver
+from .._hunter.track import Tracker
 from .._model import Traceback
 from .plan import Limit, Plan
-
-#: Top-level packages of the machinery that runs a test's rounds: what only
-#: they hold (reports of each run, fixtures set up once) is not the test's leak.
-RUNNER_PACKAGES = ("_pytest", "pytest", "pluggy", "xdist", "execnet")
-
-#: Tracebacks with the most bytes at the peak that a probe reads (the lines
-#: shown are the biggest of these, grouped by line).
-PEAK_TRACEBACKS = 300
 
 #: Lines listed per failure and per test in the summary.
 SITES_SHOWN = 10
@@ -149,30 +138,8 @@ class _Attribution:
     and the test runner's own frames (pytest, pluggy)."""
 
     def __init__(self) -> None:
-        self.resolver = SiteResolver()
-        import pluggy
-
-        self._harness = tuple(
-            os.path.normcase(os.path.dirname(os.path.abspath(m.__file__ or ""))) + os.sep
-            for m in (pytest, pluggy)
-        )
-        import _pytest
-
-        self._harness += (
-            os.path.normcase(os.path.dirname(os.path.abspath(_pytest.__file__ or ""))) + os.sep,
-        )
-        self._is_harness: Dict[str, bool] = {}
+        self.resolver = SiteResolver(RUNNER_PACKAGES)
         self._where: Dict[Tuple[str, int], Tuple[str, str]] = {}
-
-    def site(self, raw: RawTraceback) -> Optional[Tuple[str, int]]:
-        site = self.resolver.site(raw)
-        if site is None:
-            return None
-        harness = self._is_harness.get(site[0])
-        if harness is None:
-            harness = os.path.normcase(site[0]).startswith(self._harness)
-            self._is_harness[site[0]] = harness
-        return None if harness else site
 
     def where(self, site: Tuple[str, int]) -> Tuple[str, str]:
         """``file:line`` and the source line, cached: a probe per test asks often."""
@@ -188,7 +155,7 @@ class _Attribution:
         for raw, size, count in entries:
             if size <= 0:
                 continue
-            site = self.site(raw)
+            site = self.resolver.site(raw)
             if site is None:
                 continue
             acc = sums.get(site)
@@ -216,75 +183,6 @@ def attribution() -> _Attribution:
     if _ATTRIBUTION is None:
         _ATTRIBUTION = _Attribution()
     return _ATTRIBUTION
-
-
-# ---------------------------------------------------------------------------
-# The probe: one run, its peak and what it left alive
-
-#: Whether a probe holds the engine's peak watch (one per process).
-_watch_owned = False
-
-
-class Probe:
-    """Measures one run: peak over the level at the start, lines at the peak
-    and, with ``leaks``, bytes left alive per line after a full collection."""
-
-    def __init__(self, nframe: int, *, leaks: bool, thread_only: bool) -> None:
-        self.session = TracingSession(nframe, exact=leaks)
-        self.leaks = leaks
-        self.thread_only = thread_only
-        self.peak = 0
-        self.peak_entries: List[Tuple[RawTraceback, int, int]] = []
-        self.left_entries: List[Tuple[RawTraceback, int, int]] = []
-        self._watching = False
-        self._outer_peak = 0
-        self._start = 0
-
-    def __enter__(self) -> Probe:
-        global _watch_owned
-        self.session.__enter__()
-        if self.leaks:
-            gc.collect()
-        self._start, self._outer_peak = native.get_traced_memory()
-        self._watching = not _watch_owned
-        if self._watching:
-            _watch_owned = True
-            native._peak_watch(True)
-        else:  # pragma: no cover - a probe inside a probe (a plugin calling pytest)
-            native.reset_peak()
-        if self.thread_only:
-            native._only_this_thread(True)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        global _watch_owned
-        try:
-            if self.thread_only:
-                native._only_this_thread(False)
-            block_peak = native.get_traced_memory()[1]
-            self.peak = max(block_peak - self._start, 0)
-            if exc_type is None:
-                if self.leaks:
-                    gc.collect()
-                if self._watching:
-                    with unrecorded():
-                        sites = native._peak_sites(PEAK_TRACEBACKS, self.leaks)
-                        for raw, pbytes, pblocks, nbytes, nblocks in sites:
-                            if pbytes > 0:
-                                self.peak_entries.append((raw, pbytes, pblocks))
-                            if nbytes > 0:
-                                self.left_entries.append((raw, nbytes, nblocks))
-            native._set_peak(max(self._outer_peak, block_peak))
-        finally:
-            if self._watching:
-                native._peak_watch(False)
-                _watch_owned = False
-            self.session.__exit__(exc_type, exc, tb)
 
 
 # ---------------------------------------------------------------------------
@@ -411,12 +309,17 @@ def run(item: pytest.Item, plan: Plan, runtest: Callable[[], None]) -> Measured:
     ran = 0
     try:
         if plan.limit_memory or leak_limit or plan.summary:
-            with Probe(plan.nframe, leaks=leak_limit is not None, thread_only=thread_only) as p:
+            leaks = leak_limit is not None
+            # Snapshots are not needed: the peak watch gives the lines at the
+            # peak and, after the collection, what each line left alive.
+            with Tracker(
+                plan.nframe, collect=leaks, snapshots=False, exact=leaks, thread_only=thread_only
+            ) as tracker:
                 runtest()
             ran = 1
             if _own_failure(item):
                 return measured
-            _fill(measured, p, leak_limit)
+            _fill(measured, tracker, leak_limit)
         if plan.hunt is not None:
             calls = 0
 
@@ -450,14 +353,15 @@ def run(item: pytest.Item, plan: Plan, runtest: Callable[[], None]) -> Measured:
     return measured
 
 
-def _fill(measured: Measured, probe: Probe, leak_limit: Optional[Limit]) -> None:
+def _fill(measured: Measured, tracker: Tracker, leak_limit: Optional[Limit]) -> None:
     where = attribution()
     measured.probed = True
-    measured.peak = probe.peak
-    measured.peak_sites = where.by_site(probe.peak_entries, SITES_SHOWN)
+    measured.peak = tracker.peak
+    traces = tracker._traces
+    measured.peak_sites = where.by_site([(t[0], t[1], t[2]) for t in traces], SITES_SHOWN)
     if leak_limit is None:
         return
-    entries = probe.left_entries
+    entries = [(t[0], t[3], t[4]) for t in traces]
     if leak_limit.filter_fn is not None:
         keep = leak_limit.filter_fn
         entries = [e for e in entries if keep(AllocationStack(e[0]))]

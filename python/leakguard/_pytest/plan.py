@@ -11,6 +11,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import pytest
 
+from .._errors import check_count
 from .sizes import parse_size
 
 # Plain named tuples, not dataclasses: this module is imported by every pytest
@@ -64,11 +65,6 @@ class Settings(NamedTuple):
     limit_leaks: Optional[Limit]
     top: int
 
-    @property
-    def active(self) -> bool:
-        """Whether the options alone ask for anything (markers aside)."""
-        return bool(self.trace_all or self.hunt or self.limit_memory or self.limit_leaks)
-
 
 class Plan(NamedTuple):
     """What the plugin does with one test."""
@@ -83,14 +79,6 @@ class Plan(NamedTuple):
 
 class _Invalid(Exception):
     pass
-
-
-def _count(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _Invalid(f"{name} must be an int, not {type(value).__name__} {value!r}")
-    if value < low:
-        raise _Invalid(f"{name} must be at least {low}, got {value}")
-    return value
 
 
 def _size(name: str, value: object) -> tuple[str, int]:
@@ -232,7 +220,7 @@ def read_settings(config: pytest.Config) -> Settings:
 
 
 def _no_leaks(rounds: object = DEFAULT_ROUNDS, warmup: object = DEFAULT_WARMUP) -> Hunt:
-    return Hunt(_count("rounds", rounds, 1), _count("warmup", warmup, 0))
+    return Hunt(check_count("rounds", rounds, 1), check_count("warmup", warmup, 0))
 
 
 def _limit_memory(memory_limit: object, *, current_thread_only: object = False) -> Limit:
@@ -272,7 +260,7 @@ def _marker(item: pytest.Item, name: str) -> Any:
         return None
     try:
         return _MARKER_READERS[name](*mark.args, **mark.kwargs)
-    except (_Invalid, TypeError) as e:
+    except (_Invalid, TypeError, ValueError) as e:
         raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.{name}: {e}") from None
 
 

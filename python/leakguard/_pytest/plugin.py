@@ -14,7 +14,6 @@ import pytest
 
 from .plan import DEFAULT_NFRAME, MARKERS, Plan, Settings, add_options, plan_for, read_settings
 
-_SETTINGS = pytest.StashKey[Settings]()
 _PLAN = pytest.StashKey[Plan]()
 _MEASURED = pytest.StashKey[Any]()
 _STATE = pytest.StashKey["_RunState"]()
@@ -55,7 +54,6 @@ def pytest_configure(config: pytest.Config) -> None:
     for text in MARKERS.values():
         config.addinivalue_line("markers", text)
     settings = read_settings(config)
-    config.stash[_SETTINGS] = settings
     state = _RunState(settings)
     config.stash[_STATE] = state
     config.pluginmanager.register(state, "leakguard-run-state")
@@ -94,7 +92,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: List[pytest.Item]
 ) -> None:
-    settings = config.stash[_SETTINGS]
+    settings = config.stash[_STATE].settings
     for item in items:
         plan = plan_for(item, settings)
         if plan is not None:
@@ -167,8 +165,8 @@ def leakguard(request: pytest.FixtureRequest) -> Iterator[Any]:
     ``leakguard.leaked``, ``leakguard.assert_no_leaks(func, *args)``."""
     from .fixture import LeakguardFixture
 
-    settings = request.config.stash.get(_SETTINGS, None)
-    fx = LeakguardFixture(settings.nframe if settings else DEFAULT_NFRAME)
+    state = request.config.stash.get(_STATE, None)
+    fx = LeakguardFixture(state.settings.nframe if state else DEFAULT_NFRAME)
     fx._start()
     try:
         yield fx
