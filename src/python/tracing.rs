@@ -234,13 +234,14 @@ fn _peak_watch(on: bool) -> bool {
 fn _peak_sites(py: Python<'_>, peak_limit: usize, left: bool) -> PyResult<Bound<'_, PyList>> {
     let mut sites = tracer::peak_sites();
     if peak_limit > 0 && sites.len() > peak_limit {
-        sites.sort_unstable_by_key(|s| std::cmp::Reverse(s.peak_bytes));
-        let (top, rest) = sites.split_at(peak_limit);
-        let mut kept = top.to_vec();
-        if left {
-            kept.extend(rest.iter().filter(|s| s.bytes > 0));
-        }
-        sites = kept;
+        // The `peak_limit` biggest first (in no order), then the rest.
+        sites.select_nth_unstable_by_key(peak_limit - 1, |s| std::cmp::Reverse(s.peak_bytes));
+        let mut index = 0;
+        sites.retain(|s| {
+            let keep = index < peak_limit || (left && s.bytes > 0);
+            index += 1;
+            keep
+        });
     }
     let out = PyList::empty(py);
     for site in sites {

@@ -7,7 +7,7 @@
 //! Inserts (a new traceback: rare once a program is warm) take a spin lock,
 //! which also keeps ids unique. All memory comes from `mmap`.
 
-use super::mem::MappedArray;
+use super::mem::{ChunkedArray, MappedArray};
 use super::table::SpinLock;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -38,77 +38,37 @@ pub fn hash_bytes(bytes: &[u8]) -> u64 {
     h
 }
 
-/// Chunk `k` of a [`ChunkedVec`] holds `BASE << k` elements, so 32 chunks
-/// hold more than any u32 id can name.
+/// Chunks of each chunked structure here: the id → location vector's 32
+/// chunks (`1024 << k` elements each) hold more than any u32 id can name.
 const CHUNKS: usize = 32;
-const BASE_BITS: u32 = 10;
 
 /// An append-only vector of `u64`, readable by index without locks. Appends
 /// are serialised by the owner's lock.
-struct ChunkedVec {
-    chunks: [AtomicPtr<AtomicU64>; CHUNKS],
-}
+struct ChunkedVec(ChunkedArray<AtomicU64, CHUNKS>);
 
 impl ChunkedVec {
     const fn new() -> Self {
-        ChunkedVec {
-            chunks: [const { AtomicPtr::new(std::ptr::null_mut()) }; CHUNKS],
-        }
-    }
-
-    fn locate(i: usize) -> (usize, usize) {
-        let k = (i >> BASE_BITS) + 1;
-        let chunk = (usize::BITS - 1 - k.leading_zeros()) as usize;
-        let start = ((1usize << chunk) - 1) << BASE_BITS;
-        (chunk, i - start)
-    }
-
-    fn chunk_len(chunk: usize) -> usize {
-        1 << (BASE_BITS as usize + chunk)
+        // SAFETY: AtomicU64 is valid when zeroed.
+        ChunkedVec(unsafe { ChunkedArray::new() })
     }
 
     fn get(&self, i: usize) -> Option<u64> {
-        let (c, off) = Self::locate(i);
-        let p = self.chunks.get(c)?.load(Ordering::Acquire);
-        if p.is_null() {
-            return None;
-        }
-        // SAFETY: a published chunk maps `chunk_len(c)` AtomicU64s, and
-        // `off < chunk_len(c)` by construction of `locate`.
-        Some(unsafe { &*p.add(off) }.load(Ordering::Acquire))
+        Some(self.0.get(i)?.load(Ordering::Acquire))
     }
 
     /// Owner's lock held. Returns false when memory ran out.
     fn set(&self, i: usize, v: u64) -> bool {
-        let (c, off) = Self::locate(i);
-        let Some(slot) = self.chunks.get(c) else {
+        let Some(slot) = self.0.get_or_map(i) else {
             return false;
         };
-        let mut p = slot.load(Ordering::Acquire);
-        if p.is_null() {
-            // SAFETY: AtomicU64 is valid when zeroed.
-            let Some(arr) = (unsafe { MappedArray::<AtomicU64>::zeroed(Self::chunk_len(c)) })
-            else {
-                return false;
-            };
-            p = arr.into_raw().0.as_ptr();
-            slot.store(p, Ordering::Release);
-        }
-        // SAFETY: as in `get`: live chunk, `off` in range.
-        unsafe { &*p.add(off) }.store(v, Ordering::Release);
+        slot.store(v, Ordering::Release);
         true
     }
 
     /// No concurrent user may exist.
     fn reset(&self) {
-        for (c, slot) in self.chunks.iter().enumerate() {
-            let p = slot.swap(std::ptr::null_mut(), Ordering::AcqRel);
-            if let Some(p) = std::ptr::NonNull::new(p) {
-                // SAFETY: the chunk came from `MappedArray::into_raw` with
-                // `chunk_len(c)` elements, and the caller guarantees no reader.
-                drop(unsafe { MappedArray::from_raw(p, Self::chunk_len(c)) });
-            }
-        }
+        // SAFETY: the caller guarantees no concurrent user (see `InternSet::reset`).
+        unsafe { self.0.reset() }
     }
 }
 
@@ -486,17 +446,6 @@ impl InternSet {
 mod tests {
     use super::*;
     use std::sync::Arc;
-
-    #[test]
-    fn chunked_vec_locates_contiguously() {
-        let mut expect = 0;
-        for c in 0..6 {
-            for off in 0..ChunkedVec::chunk_len(c) {
-                assert_eq!(ChunkedVec::locate(expect), (c, off));
-                expect += 1;
-            }
-        }
-    }
 
     #[test]
     fn interns_once_and_reads_back() {

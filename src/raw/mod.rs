@@ -1,7 +1,8 @@
 //! The unsafe core. Every `unsafe fn` documents its contract in a `# Safety`
 //! section and every `unsafe` block cites the invariant it relies on.
 //!
-//! - `mem`      — memory that never comes from the hooked allocators (`mmap`).
+//! - `mem`      — memory that never comes from the hooked allocators (`mmap`),
+//!   and the lock-free chunked array built on it.
 //! - `table`    — the lock-free pointer → (size, traceback) table.
 //! - `peak`     — per-traceback counts at the peak of a watched block.
 //! - `intern`   — append-only, lock-free-read interning of tracebacks.

@@ -15,19 +15,18 @@
 //! only for RAW blocks, allocated without the GIL) can blur its figure. The
 //! totals the tracer reports do not depend on this.
 //!
-//! Counters live in chunks mapped on first use (never through the hooked
-//! allocators) and kept for the life of the process.
+//! Counters live in a [`ChunkedArray`]: chunks mapped on first use (never
+//! through the hooked allocators) and kept for the life of the process.
 
-use super::mem::MappedArray;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, Ordering};
+use super::mem::ChunkedArray;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 const GEN_SHIFT: u32 = 48;
 const EPOCH_MASK: u64 = (1 << GEN_SHIFT) - 1;
 
-/// Chunk `k` holds `BASE << k` counters: 15 chunks name 2^25 - 2^10 ids,
-/// more than the 2^24 traceback ids the trace table can store.
+/// 15 chunks (`1024 << k` counters each) name 2^25 - 2^10 ids, more than
+/// the 2^24 traceback ids the trace table can store.
 const CHUNKS: usize = 15;
-const BASE_BITS: u32 = 10;
 
 /// One traceback's counters.
 struct Counter {
@@ -45,7 +44,7 @@ struct Counter {
 pub struct PeakWatch {
     active: AtomicBool,
     state: AtomicU64,
-    chunks: [AtomicPtr<Counter>; CHUNKS],
+    counters: ChunkedArray<Counter, CHUNKS>,
 }
 
 /// What `PeakWatch::sites` reports for one traceback.
@@ -60,17 +59,6 @@ pub struct Site {
     pub blocks: i64,
 }
 
-fn locate(i: usize) -> (usize, usize) {
-    let k = (i >> BASE_BITS) + 1;
-    let chunk = (usize::BITS - 1 - k.leading_zeros()) as usize;
-    let start = ((1usize << chunk) - 1) << BASE_BITS;
-    (chunk, i - start)
-}
-
-fn chunk_len(chunk: usize) -> usize {
-    1 << (BASE_BITS as usize + chunk)
-}
-
 impl Default for PeakWatch {
     fn default() -> Self {
         Self::new()
@@ -82,7 +70,8 @@ impl PeakWatch {
         PeakWatch {
             active: AtomicBool::new(false),
             state: AtomicU64::new(0),
-            chunks: [const { AtomicPtr::new(std::ptr::null_mut()) }; CHUNKS],
+            // SAFETY: Counter is atomics only, valid when zeroed.
+            counters: unsafe { ChunkedArray::new() },
         }
     }
 
@@ -122,8 +111,8 @@ impl PeakWatch {
     /// the change is not counted.
     #[inline]
     pub fn add(&self, traceback: u32, bytes: i64, blocks: i64) {
-        let Some(c) = self.counter(traceback) else {
-            return;
+        let Some(c) = self.counters.get_or_map(traceback as usize) else {
+            return; // the kernel refused a chunk: not counted
         };
         let state = self.state.load(Ordering::Relaxed);
         let seen = c.seen.load(Ordering::Relaxed);
@@ -152,15 +141,7 @@ impl PeakWatch {
     pub fn sites(&self) -> Vec<Site> {
         let state = self.state.load(Ordering::Relaxed);
         let mut out = Vec::new();
-        for (k, slot) in self.chunks.iter().enumerate() {
-            let p = slot.load(Ordering::Acquire);
-            if p.is_null() {
-                continue;
-            }
-            // SAFETY: a published chunk holds `chunk_len(k)` counters and is
-            // never unmapped.
-            let chunk = unsafe { std::slice::from_raw_parts(p, chunk_len(k)) };
-            let first = ((1usize << k) - 1) << BASE_BITS;
+        self.counters.for_each_chunk(|first, chunk| {
             for (off, c) in chunk.iter().enumerate() {
                 let seen = c.seen.load(Ordering::Relaxed);
                 if seen == 0 || seen >> GEN_SHIFT != state >> GEN_SHIFT {
@@ -189,37 +170,8 @@ impl PeakWatch {
                     blocks,
                 });
             }
-        }
+        });
         out
-    }
-
-    fn counter(&self, traceback: u32) -> Option<&Counter> {
-        let (k, off) = locate(traceback as usize);
-        let slot = self.chunks.get(k)?;
-        let mut p = slot.load(Ordering::Acquire);
-        if p.is_null() {
-            // SAFETY: Counter is atomics only, valid when zeroed.
-            let fresh = unsafe { MappedArray::<Counter>::zeroed(chunk_len(k)) }?;
-            let (fresh, len) = fresh.into_raw();
-            match slot.compare_exchange(
-                std::ptr::null_mut(),
-                fresh.as_ptr(),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => p = fresh.as_ptr(),
-                Err(theirs) => {
-                    // Another thread published this chunk first.
-                    // SAFETY: `fresh` came from `into_raw` just above and was
-                    // never shared.
-                    drop(unsafe { MappedArray::from_raw(fresh, len) });
-                    p = theirs;
-                }
-            }
-        }
-        // SAFETY: a published chunk holds `chunk_len(k)` counters, never
-        // unmapped, and `off < chunk_len(k)` by construction of `locate`.
-        Some(unsafe { &*p.add(off) })
     }
 }
 
@@ -229,19 +181,6 @@ mod tests {
 
     fn find(w: &PeakWatch, tb: u32) -> Option<Site> {
         w.sites().into_iter().find(|s| s.traceback == tb)
-    }
-
-    #[test]
-    fn locate_covers_ids_in_order() {
-        let mut expect = (0, 0);
-        for i in 0..(1usize << 14) {
-            assert_eq!(locate(i), expect, "id {i}");
-            expect.1 += 1;
-            if expect.1 == chunk_len(expect.0) {
-                expect = (expect.0 + 1, 0);
-            }
-        }
-        assert!(locate(crate::raw::table::MAX_TRACEBACK as usize).0 < CHUNKS);
     }
 
     #[test]
@@ -292,5 +231,6 @@ mod tests {
         w.new_peak();
         let ids: Vec<u32> = w.sites().iter().map(|s| s.traceback).collect();
         assert_eq!(ids, vec![1023, 1024, big]);
+        assert!(crate::raw::mem::chunk_locate(big as usize).0 < CHUNKS);
     }
 }
