@@ -4,9 +4,9 @@ The first run of the test is *probed*: its peak (and which lines held the
 memory at that moment) and, when a leak limit asks for it, what it left
 alive after a full collection, per line. When the plan hunts, the hunt
 follows: that first run counts as one of its warm-up runs; the rest run
-through :func:`leakguard.hunt`. Between runs the output pytest captured and
-the log records it kept are set aside (and put back at the end), so that a
-test that prints or logs does not grow pytest's buffers round after round.
+through :func:`leakguard.hunt`. Between runs the test gets back the per-test
+state a fresh run would find (:class:`_BetweenRuns`), so that a test that
+prints, logs or patches does not grow pytest's buffers round after round.
 
 A run that fails for its own reasons stops everything: its exception
 propagates unchanged and the test gets no memory verdict.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
@@ -272,8 +273,6 @@ class _BetweenRuns:
         else:
             self._read_capture()
             self._reset_log()
-        import sys
-
         if out:
             sys.stdout.write(out)
         if err:
