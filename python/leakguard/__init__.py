@@ -69,6 +69,9 @@ if TYPE_CHECKING:
     from ._hunter.sites import IGNORED_CACHES
     from ._hunter.track import Tracker
     from ._hunter.track import track as track
+    from ._export import export
+    from ._export.flamegraph import FlameGraph, flame_graph
+    from ._profile import Profile, profile_of
 
 __all__ = [
     # tracing
@@ -104,6 +107,12 @@ __all__ = [
     "ResourceWarningRecord",
     "CycleReport",
     "IGNORED_CACHES",
+    # views and exports
+    "Profile",
+    "profile_of",
+    "flame_graph",
+    "FlameGraph",
+    "export",
     # errors
     "LeakguardError",
     "TracingError",
@@ -124,6 +133,14 @@ def _stop_tracing_at_exit() -> None:
 atexit.register(_stop_tracing_at_exit)
 
 
+# Public names whose modules are imported on first use: module -> names.
+_LAZY = {
+    "._export": ("export",),
+    "._export.flamegraph": ("flame_graph", "FlameGraph"),
+    "._profile": ("Profile", "profile_of"),
+}
+
+
 def __getattr__(name: str) -> Any:
     # The leak hunter is imported on first use (``leakguard.hunt``, ``from
     # leakguard import track``): a program, or a pytest run with the plugin
@@ -134,6 +151,13 @@ def __getattr__(name: str) -> Any:
 
         if name in _hunter.__all__:
             value = getattr(_hunter, name)
+            globals()[name] = value
+            return value
+    for module, names in _LAZY.items():
+        if name in names:
+            from importlib import import_module
+
+            value = getattr(import_module(module, __name__), name)
             globals()[name] = value
             return value
     # importlib.metadata is slow to import: only pay for it when asked.

@@ -1,0 +1,301 @@
+"""Profile: the one model every picture and export of leakguard reads.
+
+A snapshot, a diff between two snapshots, a tracked block or a leak report
+becomes a :class:`Profile`: a table of code locations (file, line, function)
+and a list of samples, each a call stack (indices into the table, outermost
+call first) with the bytes and blocks allocated there, and for diffs the
+change. The flame graph, the pprof, speedscope and JSON exports, the command
+line and the notebook tables all start from it, so a number means the same in
+every view.
+
+Identical tracebacks are aggregated before anything is built (the engine groups
+them), so the work is proportional to the number of distinct tracebacks, not
+to the number of blocks.
+"""
+
+from __future__ import annotations
+
+import ast
+import linecache
+from bisect import bisect_right
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+
+from ._errors import UsageTypeError
+from ._model import Snapshot, Statistic, StatisticDiff, Traceback
+
+if TYPE_CHECKING:
+    from ._hunter.report import LeakReport
+    from ._hunter.track import Tracker
+
+__all__ = ["Location", "Sample", "Profile", "profile_of", "function_name"]
+
+#: What a profile describes: live memory, what changed between two snapshots,
+#: or what a leak hunt found growing.
+KINDS = ("snapshot", "diff", "leaks")
+
+
+class Location(NamedTuple):
+    """A line of code: its file, line number and the function it is in
+    (``"<module>"`` at module level, ``""`` when the source is not available)."""
+
+    filename: str
+    lineno: int
+    function: str
+
+
+class Sample(NamedTuple):
+    """Memory attributed to one call stack.
+
+    ``stack`` holds indices into :attr:`Profile.locations`, outermost call
+    first, the allocating line last. ``size``/``count``: live bytes and blocks
+    (for a diff, in the newer snapshot; for a leak report, after the last
+    round). ``size_diff``/``count_diff``: the change (newer minus older; for a
+    leak report, the growth over the judged rounds); 0 in a snapshot profile.
+    """
+
+    stack: Tuple[int, ...]
+    size: int
+    count: int
+    size_diff: int = 0
+    count_diff: int = 0
+
+
+class Profile:
+    """Samples of memory per call stack, with their code locations.
+
+    Build one with :func:`profile_of` (or the ``from_*`` constructors). ``kind``
+    is ``"snapshot"``, ``"diff"`` or ``"leaks"``; ``title`` a short
+    description for headings; ``traceback_limit`` the number of frames kept
+    per traceback when tracing (stacks deeper than that are cut at the
+    outermost end).
+    """
+
+    __slots__ = ("kind", "title", "locations", "samples", "traceback_limit", "_index")
+
+    def __init__(self, kind: str, title: str = "", traceback_limit: int = 1) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown profile kind {kind!r}: expected one of {', '.join(KINDS)}")
+        self.kind = kind
+        self.title = title
+        self.traceback_limit = traceback_limit
+        self.locations: List[Location] = []
+        self.samples: List[Sample] = []
+        self._index: Dict[Tuple[str, int], int] = {}
+
+    # -- building -------------------------------------------------------------
+
+    def _stack(self, traceback: Traceback, names: FunctionNames) -> Tuple[int, ...]:
+        index = self._index
+        stack = []
+        for frame in traceback:  # oldest first
+            key = frame._frame
+            at = index.get(key)
+            if at is None:
+                at = index[key] = len(self.locations)
+                self.locations.append(Location(key[0], key[1], names.lookup(key[0], key[1])))
+            stack.append(at)
+        return tuple(stack)
+
+    def add(
+        self,
+        traceback: Traceback,
+        size: int,
+        count: int,
+        size_diff: int = 0,
+        count_diff: int = 0,
+        names: Optional[FunctionNames] = None,
+    ) -> None:
+        """Add a sample for ``traceback`` (a :class:`leakguard.Traceback`)."""
+        stack = self._stack(traceback, names or _NAMES)
+        self.samples.append(Sample(stack, size, count, size_diff, count_diff))
+
+    @classmethod
+    def from_statistics(
+        cls, stats: Iterable[Statistic], title: str = "", traceback_limit: int = 1
+    ) -> Profile:
+        """A snapshot profile from ``Snapshot.statistics(...)`` rows."""
+        profile = cls("snapshot", title, traceback_limit)
+        names = FunctionNames()
+        for stat in stats:
+            profile.add(stat.traceback, stat.size, stat.count, names=names)
+        return profile
+
+    @classmethod
+    def from_snapshot(cls, snapshot: Snapshot, title: str = "") -> Profile:
+        """Live memory per allocation traceback."""
+        limit = int(snapshot.traceback_limit)
+        return cls.from_statistics(
+            snapshot.statistics("traceback"), title or "live memory", max(limit, 1)
+        )
+
+    @classmethod
+    def from_diffs(
+        cls, diffs: Iterable[StatisticDiff], title: str = "", traceback_limit: int = 1
+    ) -> Profile:
+        """A diff profile from ``Snapshot.compare_to(...)`` rows."""
+        profile = cls("diff", title or "what changed", traceback_limit)
+        names = FunctionNames()
+        for d in diffs:
+            profile.add(d.traceback, d.size, d.count, d.size_diff, d.count_diff, names=names)
+        return profile
+
+    @classmethod
+    def from_compare(cls, new: Snapshot, old: Snapshot, title: str = "") -> Profile:
+        """What changed from ``old`` to ``new``, per allocation traceback."""
+        limit = max(int(new.traceback_limit), int(old.traceback_limit), 1)
+        return cls.from_diffs(new.compare_to(old, "traceback"), title, limit)
+
+    @classmethod
+    def from_tracker(cls, tracker: Tracker, title: str = "") -> Profile:
+        """What a tracked block changed (its ``before`` and ``after`` snapshots)."""
+        if tracker.before is None or tracker.after is None:
+            raise UsageTypeError(
+                "this tracker has no snapshots to show: track a block first "
+                "(with snapshots=True, the default)"
+            )
+        return cls.from_compare(tracker.after, tracker.before, title or "what the block changed")
+
+    @classmethod
+    def from_leak_report(cls, report: LeakReport, title: str = "") -> Profile:
+        """The leaking sites of a hunt: live bytes after the last round, and the
+        growth over the judged rounds as the change."""
+        profile = cls("leaks", title or report.summary(), max(report.nframe, 1))
+        names = FunctionNames()
+        for site in report.leaks:
+            profile.add(
+                site.traceback,
+                site.sizes[-1],
+                site.counts[-1],
+                site.sizes[-1] - site.sizes[0],
+                site.counts[-1] - site.counts[0],
+                names=names,
+            )
+        return profile
+
+    # -- reading --------------------------------------------------------------
+
+    @property
+    def total_size(self) -> int:
+        return sum(s.size for s in self.samples)
+
+    @property
+    def total_count(self) -> int:
+        return sum(s.count for s in self.samples)
+
+    @property
+    def total_size_diff(self) -> int:
+        return sum(s.size_diff for s in self.samples)
+
+    @property
+    def total_count_diff(self) -> int:
+        return sum(s.count_diff for s in self.samples)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Profile kind={self.kind!r} samples={len(self.samples)} "
+            f"locations={len(self.locations)} size={self.total_size}>"
+        )
+
+
+def profile_of(obj: Any, base: Any = None) -> Profile:
+    """The :class:`Profile` of anything leakguard shows.
+
+    ``obj`` is a :class:`~leakguard.Snapshot` (with ``base``, another snapshot:
+    the diff from ``base`` to ``obj``), a list of :class:`~leakguard.Statistic`
+    or :class:`~leakguard.StatisticDiff`, a :class:`~leakguard.LeakReport`, a
+    tracker (``leakguard.track()``) or a profile (returned as is).
+    """
+    from ._hunter.report import LeakReport
+    from ._hunter.track import Tracker
+
+    if isinstance(obj, Profile):
+        return obj
+    if isinstance(obj, Snapshot):
+        if base is None:
+            return Profile.from_snapshot(obj)
+        if not isinstance(base, Snapshot):
+            raise UsageTypeError(
+                f"base must be a leakguard Snapshot to diff against, not {type(base).__name__}"
+            )
+        return Profile.from_compare(obj, base)
+    if base is not None:
+        raise UsageTypeError("base is only for diffing two snapshots: pass a Snapshot as obj")
+    if isinstance(obj, LeakReport):
+        return Profile.from_leak_report(obj)
+    if isinstance(obj, Tracker):
+        return Profile.from_tracker(obj)
+    if isinstance(obj, Sequence) and not isinstance(obj, (str, bytes)):
+        items = list(obj)
+        if items and all(isinstance(x, StatisticDiff) for x in items):
+            return Profile.from_diffs(items)
+        if all(isinstance(x, Statistic) for x in items):
+            return Profile.from_statistics(items)
+    raise UsageTypeError(
+        "expected a Snapshot, a list of Statistic or StatisticDiff, a LeakReport, "
+        f"a tracker or a Profile, not {type(obj).__name__}"
+    )
+
+
+class FunctionNames:
+    """Which function a line of a source file is in, read from the source with
+    :mod:`ast` (tracebacks hold only file names and line numbers). Each file is
+    parsed once; a file that cannot be read or parsed gives ``""``."""
+
+    def __init__(self) -> None:
+        self._files: Dict[str, Optional[Tuple[List[int], List[Tuple[int, int, str]]]]] = {}
+
+    def lookup(self, filename: str, lineno: int) -> str:
+        spans = self._files.get(filename, False)
+        if spans is False:
+            spans = self._files[filename] = _function_spans(filename)
+        if spans is None:
+            return ""
+        starts, rows = spans  # type: ignore[misc]
+        # Innermost enclosing definition: the last one starting at or before
+        # the line whose end is at or after it. Spans are sorted by start and
+        # nest, so walk back from the last start <= lineno.
+        i = bisect_right(starts, lineno) - 1
+        while i >= 0:
+            start, end, name = rows[i]
+            if start <= lineno <= end:
+                return name
+            i -= 1
+        return "<module>"
+
+
+def _function_spans(filename: str) -> Optional[Tuple[List[int], List[Tuple[int, int, str]]]]:
+    lines = linecache.getlines(filename)
+    if not lines:
+        return None
+    try:
+        tree = ast.parse("".join(lines), filename)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    rows: List[Tuple[int, int, str]] = []
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                qualname = prefix + child.name
+                end = getattr(child, "end_lineno", None) or child.lineno
+                # The body, not the decorators: those run in the enclosing scope.
+                rows.append((child.lineno, end, qualname))
+                inner = ".<locals>." if not isinstance(child, ast.ClassDef) else "."
+                visit(child, qualname + inner)
+            else:
+                visit(child, prefix)
+
+    visit(tree, "")
+    rows.sort(key=lambda r: (r[0], -r[1]))
+    return [r[0] for r in rows], rows
+
+
+_NAMES = FunctionNames()
+
+
+def function_name(filename: str, lineno: int) -> str:
+    """The qualified name of the function containing ``filename:lineno``."""
+    return FunctionNames().lookup(filename, lineno)
