@@ -56,6 +56,8 @@ from .tracemalloc import (
 )
 
 if TYPE_CHECKING:
+    from ._export import export
+    from ._export.flamegraph import FlameGraph, flame_graph
     from ._hunter.report import (
         CycleReport,
         Holder,
@@ -69,8 +71,6 @@ if TYPE_CHECKING:
     from ._hunter.sites import IGNORED_CACHES
     from ._hunter.track import Tracker
     from ._hunter.track import track as track
-    from ._export import export
-    from ._export.flamegraph import FlameGraph, flame_graph
     from ._profile import Profile, profile_of
 
 __all__ = [
@@ -131,6 +131,14 @@ def _stop_tracing_at_exit() -> None:
 
 
 atexit.register(_stop_tracing_at_exit)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext leakguard`` in IPython or Jupyter: the ``%%leakguard`` cell
+    magic and the ``%leakguard_snapshot`` line magic (see docs/notebooks.md)."""
+    from ._notebook.magics import load_ipython_extension as load
+
+    load(ipython)
 
 
 # Public names whose modules are imported on first use: module -> names.

@@ -24,7 +24,18 @@ import os
 import os.path
 from collections.abc import Iterable, Iterator, Sequence
 from functools import total_ordering
-from typing import Any, Dict, List, NoReturn, Optional, Tuple, Union, cast, overload
+from typing import (
+    Any,
+    Dict,
+    List,
+    NoReturn,
+    Optional,
+    SupportsIndex,
+    Tuple,
+    Union,
+    cast,
+    overload,
+)
 
 from . import _leakguard
 from ._errors import SnapshotError, UsageError, UsageTypeError
@@ -37,6 +48,8 @@ __all__ = [
     "Snapshot",
     "Statistic",
     "StatisticDiff",
+    "StatisticList",
+    "StatisticDiffList",
     "Trace",
     "Traceback",
     "_Traces",
@@ -428,6 +441,70 @@ class StatisticDiff:
         )
 
 
+class StatisticList(List[Statistic]):
+    """What :meth:`Snapshot.statistics` returns: a plain ``list`` of
+    :class:`Statistic` (it compares, prints and pickles as one) that a notebook
+    shows as a table and that converts to a pandas DataFrame. Slicing keeps
+    the type, so ``stats[:10]`` shows as a table too."""
+
+    __slots__ = ()
+
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> Statistic: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> StatisticList: ...
+
+    def __getitem__(self, index: Any) -> Any:
+        item = list.__getitem__(self, index)
+        return StatisticList(item) if isinstance(index, slice) else item
+
+    def _repr_html_(self) -> str:
+        from ._notebook.html import statistics_html
+
+        return statistics_html(self)
+
+    def to_dataframe(self) -> Any:
+        """A ``pandas.DataFrame``, one row per statistic: ``filename``,
+        ``lineno`` (of the most recent frame), ``size``, ``count``,
+        ``average`` and ``traceback`` (tuple of ``"file:line"``, oldest first).
+        Raises :class:`leakguard.UsageError` naming pandas when it is not installed."""
+        from ._notebook.dataframe import statistics_frame
+
+        return statistics_frame(self)
+
+
+class StatisticDiffList(List[StatisticDiff]):
+    """What :meth:`Snapshot.compare_to` returns: a plain ``list`` of
+    :class:`StatisticDiff` that a notebook shows as a table (growth in red)
+    and that converts to a pandas DataFrame; slices keep the type."""
+
+    __slots__ = ()
+
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> StatisticDiff: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> StatisticDiffList: ...
+
+    def __getitem__(self, index: Any) -> Any:
+        item = list.__getitem__(self, index)
+        return StatisticDiffList(item) if isinstance(index, slice) else item
+
+    def _repr_html_(self) -> str:
+        from ._notebook.html import diffs_html
+
+        return diffs_html(self)
+
+    def to_dataframe(self) -> Any:
+        """A ``pandas.DataFrame``, one row per diff: ``filename``, ``lineno``,
+        ``size``, ``size_diff``, ``count``, ``count_diff`` and ``traceback``.
+        Raises :class:`leakguard.UsageError` naming pandas when it is not installed."""
+        from ._notebook.dataframe import diffs_frame
+
+        return diffs_frame(self)
+
+
 def _compare_grouped_stats(
     old_group: Dict[Traceback, Statistic], new_group: Dict[Traceback, Statistic]
 ) -> List[StatisticDiff]:
@@ -737,7 +814,11 @@ class Snapshot:
                 else:
                     exclude_filters.append(trace_filter)
             every_filter = include_filters + exclude_filters
-            if all(getattr(f._match, "__func__", None) in _KEY_ONLY_MATCHERS for f in every_filter):
+            if all(
+                getattr(f._match, "__func__", None) in _KEY_ONLY_MATCHERS
+                or getattr(f, "_key_only", False)
+                for f in every_filter
+            ):
                 keys = raw.filter_keys()
                 mask = bytearray(len(keys))
                 for index, (domain, traceback, total_nframe) in enumerate(keys):
@@ -758,26 +839,45 @@ class Snapshot:
     def _group_by(self, key_type: str, cumulative: bool) -> Dict[Traceback, Statistic]:
         return {stat.traceback: stat for stat in self.statistics(key_type, cumulative)}
 
-    def statistics(self, key_type: str, cumulative: bool = False) -> List[Statistic]:
+    def statistics(self, key_type: str, cumulative: bool = False) -> StatisticList:
         """Statistics grouped by ``"filename"``, ``"lineno"`` or ``"traceback"``,
         biggest first. ``cumulative`` counts a block in every frame of its
         traceback, not only the most recent one."""
         key = _check_key_type(key_type, cumulative)
         rows = self._raw_snapshot().statistics(key, bool(cumulative))
-        return [Statistic(Traceback(frames), size, count) for size, count, frames in rows]
+        return StatisticList(
+            Statistic(Traceback(frames), size, count) for size, count, frames in rows
+        )
 
     def compare_to(
         self, old_snapshot: Snapshot, key_type: str, cumulative: bool = False
-    ) -> List[StatisticDiff]:
+    ) -> StatisticDiffList:
         """What changed since ``old_snapshot``, grouped by ``key_type``, biggest change first."""
         key = _check_key_type(key_type, cumulative)
         new_raw = self._raw_snapshot()
         old_raw = _raw_of(old_snapshot)
         rows = new_raw.compare_to(old_raw, key, bool(cumulative))
-        return [
+        return StatisticDiffList(
             StatisticDiff(Traceback(frames), size, size_diff, count, count_diff)
             for size, size_diff, count, count_diff, frames in rows
-        ]
+        )
+
+    def _repr_html_(self) -> str:
+        from ._notebook.html import snapshot_html
+
+        return snapshot_html(self)
+
+    def to_dataframe(self, key_type: Optional[str] = None, cumulative: bool = False) -> Any:
+        """A ``pandas.DataFrame``: one row per trace (``domain``, ``size``,
+        ``filename``, ``lineno`` of the most recent frame, ``traceback`` as a
+        tuple of ``"file:line"`` oldest first, ``total_nframe``), or with
+        ``key_type`` the :meth:`statistics` rows. Raises
+        :class:`leakguard.UsageError` naming pandas when it is not installed."""
+        from ._notebook.dataframe import snapshot_frame, statistics_frame
+
+        if key_type is not None:
+            return statistics_frame(self.statistics(key_type, cumulative))
+        return snapshot_frame(self)
 
 
 def _raw_of(snapshot: object) -> _leakguard.RawSnapshot:

@@ -55,7 +55,7 @@ class Sample(NamedTuple):
 
     stack: Tuple[int, ...]
     size: int
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count, as Statistic.count reads
     size_diff: int = 0
     count_diff: int = 0
 

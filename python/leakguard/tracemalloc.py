@@ -39,6 +39,9 @@ from ._model import (
     Snapshot,
     Statistic,
     StatisticDiff,
+    # What statistics() and compare_to() return: lists, with notebook views.
+    StatisticDiffList,  # noqa: F401
+    StatisticList,  # noqa: F401
     Trace,
     Traceback,
     # The stdlib module's private helpers, for code that reaches for them:

@@ -66,7 +66,7 @@ def render(obj: Any, format: str, base: Any = None) -> bytes:
 
 def export(
     obj: Any,
-    path: Union[str, "os.PathLike[str]"],
+    path: Union[str, os.PathLike[str]],
     format: Optional[str] = None,
     base: Any = None,
 ) -> None:

@@ -8,11 +8,11 @@ from __future__ import annotations
 import linecache
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .._errors import LeakError
 from .._model import Traceback, _format_size
-from .sites import RUNNER_PACKAGES, package_dirs
+from .sites import NOTEBOOK_PACKAGES, RUNNER_PACKAGES, package_dirs
 
 __all__ = [
     "Holder",
@@ -38,8 +38,9 @@ def _where(filename: str, lineno: int) -> str:
 def shown_frames(traceback: Traceback) -> Traceback:
     """The frames of ``traceback`` worth showing: the most recent ones, up to
     the first frame of the machinery that ran the work (leakguard's hunt, a
-    test runner's packages when loaded), which only ever repeats itself."""
-    harness = package_dirs(("leakguard", *RUNNER_PACKAGES))
+    test runner's or a notebook kernel's packages when loaded), which only
+    ever repeats itself."""
+    harness = package_dirs(("leakguard", *RUNNER_PACKAGES, *NOTEBOOK_PACKAGES))
     kept = []
     for frame in reversed(traceback):  # most recent first
         if os.path.normcase(frame.filename).startswith(harness):
@@ -350,3 +351,17 @@ class LeakReport:
                     + "; ".join(str(h) for h in site.holders[:1])
                 )
         return "\n".join(lines).rstrip() + "\n"
+
+    def _repr_html_(self) -> str:
+        from .._notebook.html import leak_report_html
+
+        return leak_report_html(self)
+
+    def to_dataframe(self) -> Any:
+        """A ``pandas.DataFrame``, one row per leaking site (``filename``,
+        ``lineno``, ``line``, ``size_per_round``, ``count_per_round``,
+        ``growth``, ``sizes``, ``counts``, ``rule``, ``holder``, ``traceback``).
+        Raises :class:`leakguard.UsageError` naming pandas when it is not installed."""
+        from .._notebook.dataframe import leak_report_frame
+
+        return leak_report_frame(self)

@@ -54,6 +54,19 @@ _IGNORED_TOP = frozenset(name for name, _ in IGNORED_CACHES)
 #: code, what they allocate is their bookkeeping, not the program's.
 RUNNER_PACKAGES: Tuple[str, ...] = ("_pytest", "pytest", "pluggy", "xdist", "execnet")
 
+#: What runs a notebook's cells (IPython, the Jupyter kernel and what it is
+#: built on): what it allocates is the kernel's, not the cell's, and its
+#: frames only repeat themselves at the outer end of every traceback.
+NOTEBOOK_PACKAGES: Tuple[str, ...] = (
+    "IPython",
+    "ipykernel",
+    "jupyter_client",
+    "traitlets",
+    "zmq",
+    "tornado",
+    "comm",
+)
+
 
 def package_dirs(names: Tuple[str, ...]) -> Tuple[str, ...]:
     """The directories (normalised, ending in a separator) of those of the

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import os
 import time
 from types import TracebackType
 from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar
@@ -12,9 +13,11 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar
 from .. import _leakguard as native
 from .._errors import UsageError
 from .._model import (
+    Filter,
     Snapshot,
     Statistic,
     StatisticDiff,
+    StatisticDiffList,
     Traceback,
     _check_key_type,
     _format_size,
@@ -92,6 +95,7 @@ class Tracker:
         self.net = 0
         self.duration = 0.0
         self._traces: List[WatchedTrace] = []
+        self._own_left_out: Optional[Tuple[Snapshot, Snapshot, Snapshot, Snapshot]] = None
         self._tracked = False
         self._active: Optional[TracingSession] = None
         self._watching = False
@@ -173,11 +177,22 @@ class Tracker:
         tracked.tracker = self  # type: ignore[attr-defined]
         return tracked  # type: ignore[return-value]
 
-    def diff(self, key_type: str = "lineno", cumulative: bool = False) -> List[StatisticDiff]:
-        """``after.compare_to(before, key_type, cumulative)``."""
+    def diff(self, key_type: str = "lineno", cumulative: bool = False) -> StatisticDiffList:
+        """``after.compare_to(before, key_type, cumulative)``, leaving out
+        blocks allocated by leakguard itself (the tracker's own bookkeeping)."""
         if self.before is None or self.after is None:
             raise UsageError("nothing tracked yet: use the tracker as a context manager first")
-        return self.after.compare_to(self.before, key_type, cumulative)
+        pair = self._own_left_out
+        if pair is None or pair[0] is not self.before or pair[1] is not self.after:
+            own = [Filter(False, os.path.join(os.path.dirname(os.path.dirname(__file__)), "*"))]
+            pair = (
+                self.before,
+                self.after,
+                self.before.filter_traces(own),
+                self.after.filter_traces(own),
+            )
+            self._own_left_out = pair
+        return pair[3].compare_to(pair[2], key_type, cumulative)
 
     def at_peak(self, key_type: str = "lineno") -> List[Statistic]:
         """What the block held when its traced memory was at its highest:
@@ -225,6 +240,11 @@ class Tracker:
             f"leaked={_format_size(self.leaked, False)} net={_format_size(self.net, True)} "
             f"duration={self.duration:.3f}s>"
         )
+
+    def _repr_html_(self) -> str:
+        from .._notebook.html import tracker_html
+
+        return tracker_html(self)
 
     def __str__(self) -> str:
         if not self._tracked or self.after is None:
