@@ -22,6 +22,10 @@ VENV ?= .venv
 VPY := $(VENV)/bin/python
 REQUIREMENTS := requirements-dev.txt
 STAMP := .requirements-dev.stamp
+# Optional integrations (Jupyter kernel, pandas), tested in .venv only: their
+# pins need CPython 3.11 or later.
+EXTRAS := requirements-notebook.txt
+EXTRAS_STAMP := .requirements-notebook.stamp
 MATRIX ?= 1
 MATRIX_PYTHONS ?= $(SUPPORTED_PYTHONS)
 # Versions `matrix` leaves out; `test` passes the primary one, already tested in .venv.
@@ -104,6 +108,18 @@ install_requirements() {
 	"$$dir/bin/python" -m pip install --progress-bar off -q -r "$(REQUIREMENTS)"
 	touch "$$dir/$(STAMP)"
 }
+# install_extras DIR: installs the optional integrations when the venv's
+# CPython can take them (3.11+), only when the pins changed.
+install_extras() {
+	local dir=$$1
+	if [ -e "$$dir/$(EXTRAS_STAMP)" ] && [ ! "$(EXTRAS)" -nt "$$dir/$(EXTRAS_STAMP)" ]; then return 0; fi
+	if ! "$$dir/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+		echo "note: $$dir is CPython $$(py_minor "$$dir/bin/python"); the notebook and pandas tests need 3.11+ and will skip"
+		return 0
+	fi
+	"$$dir/bin/python" -m pip install --progress-bar off -q -r "$(EXTRAS)"
+	touch "$$dir/$(EXTRAS_STAMP)"
+}
 # step CMD...: runs one check, times it, and records a failure without stopping.
 failed=()
 step() {
@@ -148,7 +164,7 @@ help: ## Show this list of targets
 	echo "Variables: PYTHON=$(PYTHON) MATRIX=$(MATRIX) MATRIX_PYTHONS='$(MATRIX_PYTHONS)'"
 	echo "           PYTEST_ARGS='$(PYTEST_ARGS)' ARGS='$(ARGS)' (see the top of the Makefile)"
 
-venv: ## Create .venv (python3.11) with the pinned dev tools
+venv: ## Create .venv (python3.11) with the pinned dev tools and optional integrations
 	@$(SH_LIB)
 	# A venv whose interpreter went away is rebuilt, not patched.
 	if [ -e $(VENV)/pyvenv.cfg ] && ! py_minor "$(VPY)" >/dev/null; then rm -rf $(VENV); fi
@@ -157,6 +173,7 @@ venv: ## Create .venv (python3.11) with the pinned dev tools
 		make_venv $(VENV) "$$py"
 	fi
 	install_requirements $(VENV)
+	install_extras $(VENV)
 
 build: venv ## Build the extension in release mode into .venv (maturin develop)
 	@VIRTUAL_ENV="$(CURDIR)/$(VENV)" "$(VENV)/bin/maturin" develop --release
