@@ -1,6 +1,7 @@
 """leakguard's pytest plugin on real test suites: wall time and the tests it flags.
 
     python benches/pytest_bench.py                          # every suite, 3 reps per mode
+    python benches/pytest_bench.py --modes traced,leakguard  # without the (slow) hunt
     python benches/pytest_bench.py --package toolz --reps 1
     python benches/pytest_bench.py --package more-itertools --extra="-k Chunked" --keep
 
@@ -365,6 +366,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--reps", type=int, default=DEFAULT_REPS, help=f"runs per mode (default {DEFAULT_REPS})"
     )
     parser.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help="modes to run, comma-separated; plain always runs (default: %(default)s)",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep each run's junit xml and pytest output"
     )
     parser.add_argument(
@@ -377,6 +383,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.reps < 1:
         parser.error("--reps must be at least 1")
+    wanted = {m.strip() for m in args.modes.split(",") if m.strip()} | {"plain"}
+    unknown = wanted - set(MODES)
+    if unknown:
+        parser.error(f"unknown modes {', '.join(sorted(unknown))}: expected {', '.join(MODES)}")
+    for mode in [m for m in MODES if m not in wanted]:
+        del MODES[mode]  # the report and the runs go by MODES
     args.package = list(dict.fromkeys(args.package or SUITES))
     args.extra = [arg for chunk in args.extra for arg in shlex.split(chunk)]
     return args

@@ -17,9 +17,17 @@
 //!
 //! Counters live in a [`ChunkedArray`]: chunks mapped on first use (never
 //! through the hooked allocators) and kept for the life of the process.
+//!
+//! Reading walks only the tracebacks the watch touched: the first update of
+//! a counter in a watch appends its id to a list (another chunked array), so
+//! a watch over a short test costs a pass over the few tracebacks it saw, not
+//! over every traceback the process ever interned. Two threads touching the
+//! same counter first at the same instant may both append it; reading
+//! removes duplicates. Should the list ever be full, reading falls back to a
+//! pass over all counters.
 
 use super::mem::ChunkedArray;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 const GEN_SHIFT: u32 = 48;
 const EPOCH_MASK: u64 = (1 << GEN_SHIFT) - 1;
@@ -45,6 +53,11 @@ pub struct PeakWatch {
     active: AtomicBool,
     state: AtomicU64,
     counters: ChunkedArray<Counter, CHUNKS>,
+    /// Ids of the counters the current watch touched, `touched_len` of them
+    /// (possibly with duplicates; more than the array holds: `overflowed`).
+    touched: ChunkedArray<AtomicU32, CHUNKS>,
+    touched_len: AtomicUsize,
+    overflowed: AtomicBool,
 }
 
 /// What `PeakWatch::sites` reports for one traceback.
@@ -72,6 +85,10 @@ impl PeakWatch {
             state: AtomicU64::new(0),
             // SAFETY: Counter is atomics only, valid when zeroed.
             counters: unsafe { ChunkedArray::new() },
+            // SAFETY: AtomicU32 is valid when zeroed.
+            touched: unsafe { ChunkedArray::new() },
+            touched_len: AtomicUsize::new(0),
+            overflowed: AtomicBool::new(false),
         }
     }
 
@@ -92,7 +109,14 @@ impl PeakWatch {
             } else {
                 generation & 0xffff
             };
-            self.state.store(generation << GEN_SHIFT, Ordering::Relaxed);
+            // The list empties before the new generation is published
+            // (release/acquire with `add`): a thread that sees the new
+            // generation appends to the emptied list, and one that still saw
+            // the old one leaves its counter stale, to be appended again at
+            // its next update.
+            self.touched_len.store(0, Ordering::Relaxed);
+            self.overflowed.store(false, Ordering::Relaxed);
+            self.state.store(generation << GEN_SHIFT, Ordering::Release);
         }
         self.active.swap(on, Ordering::Relaxed)
     }
@@ -114,11 +138,13 @@ impl PeakWatch {
         let Some(c) = self.counters.get_or_map(traceback as usize) else {
             return; // the kernel refused a chunk: not counted
         };
-        let state = self.state.load(Ordering::Relaxed);
+        let state = self.state.load(Ordering::Acquire);
         let seen = c.seen.load(Ordering::Relaxed);
         if seen != state {
             if seen >> GEN_SHIFT != state >> GEN_SHIFT {
-                // Left over from an earlier watch: start from zero.
+                // Left over from an earlier watch (or never touched): start
+                // from zero, and note that this watch touched it.
+                self.note_touched(traceback);
                 c.bytes.store(0, Ordering::Relaxed);
                 c.blocks.store(0, Ordering::Relaxed);
                 c.peak_bytes.store(0, Ordering::Relaxed);
@@ -136,42 +162,72 @@ impl PeakWatch {
         c.blocks.fetch_add(blocks, Ordering::Relaxed);
     }
 
-    /// Every traceback the current (or last) watch counted, with its values
-    /// at the peak and now. Tracebacks at zero in both are left out.
+    /// Hook path: appends `traceback` to the list of touched counters.
+    #[inline]
+    fn note_touched(&self, traceback: u32) {
+        let i = self.touched_len.fetch_add(1, Ordering::Relaxed);
+        match self.touched.get_or_map(i) {
+            Some(slot) => slot.store(traceback, Ordering::Relaxed),
+            None => self.overflowed.store(true, Ordering::Relaxed),
+        }
+    }
+
+    /// Every traceback the current (or last) watch counted, by id, with its
+    /// values at the peak and now. Tracebacks at zero in both are left out.
     pub fn sites(&self) -> Vec<Site> {
-        let state = self.state.load(Ordering::Relaxed);
+        let state = self.state.load(Ordering::Acquire);
         let mut out = Vec::new();
-        self.counters.for_each_chunk(|first, chunk| {
-            for (off, c) in chunk.iter().enumerate() {
-                let seen = c.seen.load(Ordering::Relaxed);
-                if seen == 0 || seen >> GEN_SHIFT != state >> GEN_SHIFT {
-                    continue;
+        let len = self.touched_len.load(Ordering::Relaxed);
+        if self.overflowed.load(Ordering::Relaxed) {
+            self.counters.for_each_chunk(|first, chunk| {
+                for (off, c) in chunk.iter().enumerate() {
+                    Self::read(c, (first + off) as u32, state, &mut out);
                 }
-                let (bytes, blocks) = (
-                    c.bytes.load(Ordering::Relaxed),
-                    c.blocks.load(Ordering::Relaxed),
-                );
-                let (peak_bytes, peak_blocks) = if seen == state {
-                    (
-                        c.peak_bytes.load(Ordering::Relaxed),
-                        c.peak_blocks.load(Ordering::Relaxed),
-                    )
-                } else {
-                    (bytes, blocks)
-                };
-                if bytes == 0 && blocks == 0 && peak_bytes == 0 && peak_blocks == 0 {
-                    continue;
-                }
-                out.push(Site {
-                    traceback: (first + off) as u32,
-                    peak_bytes,
-                    peak_blocks,
-                    bytes,
-                    blocks,
-                });
+            });
+            return out;
+        }
+        let mut ids: Vec<u32> = (0..len)
+            .filter_map(|i| self.touched.get(i).map(|t| t.load(Ordering::Relaxed)))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            if let Some(c) = self.counters.get(id as usize) {
+                Self::read(c, id, state, &mut out);
             }
-        });
+        }
         out
+    }
+
+    /// Appends counter `c` (id `traceback`) to `out` if the watch of `state`
+    /// counted anything for it.
+    fn read(c: &Counter, traceback: u32, state: u64, out: &mut Vec<Site>) {
+        let seen = c.seen.load(Ordering::Relaxed);
+        if seen == 0 || seen >> GEN_SHIFT != state >> GEN_SHIFT {
+            return;
+        }
+        let (bytes, blocks) = (
+            c.bytes.load(Ordering::Relaxed),
+            c.blocks.load(Ordering::Relaxed),
+        );
+        let (peak_bytes, peak_blocks) = if seen == state {
+            (
+                c.peak_bytes.load(Ordering::Relaxed),
+                c.peak_blocks.load(Ordering::Relaxed),
+            )
+        } else {
+            (bytes, blocks)
+        };
+        if bytes == 0 && blocks == 0 && peak_bytes == 0 && peak_blocks == 0 {
+            return;
+        }
+        out.push(Site {
+            traceback,
+            peak_bytes,
+            peak_blocks,
+            bytes,
+            blocks,
+        });
     }
 }
 
@@ -232,5 +288,34 @@ mod tests {
         let ids: Vec<u32> = w.sites().iter().map(|s| s.traceback).collect();
         assert_eq!(ids, vec![1023, 1024, big]);
         assert!(crate::raw::mem::chunk_locate(big as usize).0 < CHUNKS);
+    }
+
+    #[test]
+    fn reading_walks_only_what_this_watch_touched() {
+        let w = PeakWatch::new();
+        w.set_active(true);
+        for id in 0..5000 {
+            w.add(id, 8, 1);
+        }
+        w.set_active(true); // a new watch: the old ids are not in its list
+        w.add(4000, 16, 1);
+        w.add(7, 16, 1);
+        w.add(4000, -16, -1);
+        w.new_peak();
+        w.add(7, 16, 1); // touched twice, listed once
+        assert_eq!(w.touched_len.load(Ordering::Relaxed), 2);
+        let sites = w.sites();
+        let ids: Vec<u32> = sites.iter().map(|s| s.traceback).collect();
+        assert_eq!(ids, vec![7]); // 4000 is back to zero in both
+        assert_eq!((sites[0].peak_bytes, sites[0].bytes), (16, 32));
+    }
+
+    #[test]
+    fn duplicates_in_the_list_are_reported_once() {
+        let w = PeakWatch::new();
+        w.set_active(true);
+        w.add(3, 10, 1);
+        w.note_touched(3); // as a racing thread would
+        assert_eq!(w.sites().len(), 1);
     }
 }
