@@ -72,7 +72,8 @@ CELLS = [
     # 7: objects shown as tables
     "import leakguard\nsnap = leakguard.take_snapshot()\nsnap",
     "snap.statistics('lineno')[:4]",
-    "later = [bytearray(300) for _ in range(50)]\nleakguard.take_snapshot().compare_to(snap, 'lineno')[:8]",
+    "later = [bytearray(300) for _ in range(50)]\n"
+    "leakguard.take_snapshot().compare_to(snap, 'lineno')[:8]",
     "with leakguard.track() as t:\n    kept = [bytearray(2000) for _ in range(30)]\nt",
     "def work():\n    keep.append(bytearray(700))\nleakguard.hunt(work, rounds=3)",
     "snap.statistics('lineno').to_dataframe().columns.tolist()",
@@ -134,7 +135,7 @@ def test_tracked_cell_shows_peak_and_what_it_left(notebook: List[Dict[str, Any]]
     rows = text.split("Left alive", 1)[1]
     assert "<leakguard cell" in rows
     assert "keep.extend(bytearray(1000) for _ in range(200))" in rows
-    assert "class=\"lg-num lg-grow\"" in page  # growth coloured
+    assert 'class="lg-num lg-grow"' in page  # growth coloured
     # the value of the last expression is the cell's result
     (result,) = [o for o in outputs if o["output_type"] == "execute_result"]
     assert result["data"]["text/plain"] == "200"
@@ -272,4 +273,5 @@ def test_to_dataframe_without_pandas_names_the_package() -> None:
         env={**os.environ, "PYTHONWARNINGS": "error"},
         check=True,
     ).stdout
-    assert "UsageError: to_dataframe() needs pandas, which is not installed: pip install pandas" in out
+    needs = "needs pandas, which is not installed: pip install pandas"
+    assert f"UsageError: to_dataframe() {needs}" in out
