@@ -50,7 +50,7 @@ _STYLE = """<style>
 .leakguard-view .lg-grow{color:#d62728;font-weight:600}
 .leakguard-view .lg-shrink{color:#2ca02c;font-weight:600}
 .leakguard-view .lg-share{position:relative;min-width:64px}
-.leakguard-view .lg-bar{position:absolute;left:0;top:3px;bottom:3px;
+.leakguard-view .lg-bar{position:absolute;left:0;top:3px;height:1.1em;
  background:rgba(31,119,180,.25);border-radius:2px}
 .leakguard-view .lg-bar.lg-grow{background:rgba(214,39,40,.3)}
 .leakguard-view .lg-share span.lg-pct{position:relative}
@@ -387,6 +387,8 @@ def leak_report_html(report: LeakReport) -> str:
         ("Resources", report.resources.format()),
         ("Cycles", report.cycles.format()),
     ):
+        # The text report's lines, without the heading the first one starts with.
+        lines = [lines[0].split(": ", 1)[-1], *lines[1:]] if lines else []
         items = "".join(f"<li>{_e(line.strip())}</li>" for line in lines)
         parts.append(f'<h4>{_e(title)}</h4><ul class="lg-list">{items}</ul>')
     parts.append(
