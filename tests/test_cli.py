@@ -238,6 +238,14 @@ def test_run_passes_on_the_programs_status(
     leakguard.Snapshot.load(tmp_path / "p.lgsnap")
 
 
+def test_run_saves_when_the_program_closed_its_stdout(tmp_path: Path) -> None:
+    write(tmp_path / "closer.py", "import sys\nx = bytearray(5000)\nsys.stdout.close()\n")
+    done = cli("run", "-o", "c.lgsnap", "closer.py", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "snapshot written to c.lgsnap" in done.stderr
+    leakguard.Snapshot.load(tmp_path / "c.lgsnap")
+
+
 def test_run_hunt_finds_the_leaking_line(tmp_path: Path) -> None:
     write(tmp_path / "store.py", STORE)
     script = write(tmp_path / "leaky.py", LEAKY)

@@ -136,7 +136,7 @@ def show_program_error(error: BaseException) -> None:
     tb: Optional[TracebackType] = error.__traceback__
     while tb is not None and _is_harness(tb.tb_frame.f_code.co_filename):
         tb = tb.tb_next
-    sys.stdout.flush()
+    flush(sys.stdout)
     # The interpreter's hook prints the exception's own traceback: trim that.
     sys.excepthook(type(error), error.with_traceback(tb), tb)
 
@@ -148,9 +148,17 @@ def exit_status(code: object) -> int:
         return 0
     if isinstance(code, int):
         return int(code)
-    sys.stdout.flush()
+    flush(sys.stdout)
     print(code, file=sys.stderr)
     return 1
+
+
+def flush(stream: Any) -> None:
+    """Flush one of the program's streams, which it may have closed or replaced."""
+    try:
+        stream.flush()
+    except Exception:  # whatever the program left there
+        pass
 
 
 def numbered(path: str, n: int) -> str:
@@ -423,10 +431,13 @@ class RunCommand:
         del kept
         if native.is_tracing():
             native.stop()
+        # Saved before anything is printed: a program that closed or replaced
+        # its standard streams still gets its snapshot.
+        saved = snapshot is not None and recorder.save(snapshot, output)
         if error is not None:
             show_program_error(error)
             del error
-        sys.stdout.flush()
+        flush(sys.stdout)
         term = Terminal(sys.stderr, args.color)
         if snapshot is None:
             term.line("leakguard: the program stopped tracing: no snapshot at exit", "yellow")
@@ -440,7 +451,7 @@ class RunCommand:
         )
         stats = snapshot.statistics("lineno")
         show_statistics(term, stats, "lineno", (size, blocks), args.limit, False)
-        if not recorder.save(snapshot, output):
+        if not saved:
             return status or EXIT_USAGE
         term.line(f"leakguard: snapshot written to {name}")
         return status
@@ -489,7 +500,7 @@ class RunCommand:
             term.line("leakguard: the program failed during the hunt: no report", "yellow")
             return 1
         bar.close()
-        sys.stdout.flush()
+        flush(sys.stdout)
         style = term.style
         lines = str(report).rstrip("\n").split("\n")
         term.line()
