@@ -17,6 +17,7 @@ import pytest
 import leakguard
 from leakguard import LeakError, LeakReport, LeakSite, TracingError, UsageError, UsageTypeError
 from leakguard._hunter.growth import ALL_BUT_ONE, EVERY_ROUND, growth_rule
+from leakguard._hunter.rounds import run_hunt
 
 sys.path.insert(0, str(Path(__file__).parent))
 import leaky_causes as causes  # noqa: E402
@@ -340,6 +341,33 @@ def test_arguments_reach_the_function() -> None:
     calls: List[Tuple[Any, ...]] = []
     leakguard.hunt(lambda a, b=0: calls.append((a, b)), 1, b=2, rounds=3, warmup=1)
     assert calls == [(1, 2)] * 4
+
+
+def test_progress_is_told_before_each_run_and_after_each_stage() -> None:
+    seen: List[Tuple[str, int, int]] = []
+    runs: List[int] = []
+    report = run_hunt(
+        lambda: runs.append(len(seen)),
+        (),
+        {},
+        rounds=3,
+        warmup=2,
+        nframe=4,
+        progress=lambda stage, done, total: seen.append((stage, done, total)),
+    )
+    assert seen == [
+        ("warmup", 0, 2),
+        ("warmup", 1, 2),
+        ("warmup", 2, 2),
+        ("rounds", 0, 3),
+        ("rounds", 1, 3),
+        ("rounds", 2, 3),
+        ("rounds", 3, 3),
+        ("analysis", 0, 1),
+        ("analysis", 1, 1),
+    ]
+    assert runs == [1, 2, 4, 5, 6]  # each run right after its announcement
+    assert not report.leaking, str(report)
 
 
 def test_tracing_state_is_restored_when_tracing_already() -> None:

@@ -160,12 +160,18 @@ def run_hunt(
     warmup: int,
     nframe: int,
     runner: Tuple[str, ...] = (),
+    progress: Optional[Callable[[str, int, int], None]] = None,
 ) -> LeakReport:
     """:func:`hunt`, for callers that run the rounds from inside other
     machinery: ``runner`` names its top-level packages
     (:data:`~.sites.RUNNER_PACKAGES`). What they allocate is left out, as
     leakguard's own allocations are, and sites held only through them go to
-    ``report.runner_held``."""
+    ``report.runner_held``.
+
+    ``progress(stage, done, total)``, if given, is called before each run of
+    ``func`` and when a stage is over, with ``stage`` ``"warmup"``,
+    ``"rounds"`` or ``"analysis"`` and ``done`` out of ``total`` finished;
+    what it allocates is not recorded."""
     if not callable(func):
         raise UsageTypeError(f"hunt() needs a callable to run, not {type(func).__name__}")
     rounds = check_count("hunt() argument 'rounds'", rounds, 1)
@@ -177,20 +183,36 @@ def run_hunt(
         # The warm-up runs before tracing starts (when the program does not
         # trace already): what it leaves alive is never judged, so it need
         # not be recorded, and it runs at full speed.
-        for _ in range(warmup):
+        for i in range(warmup):
+            _tell(progress, "warmup", i, warmup)
             func(*args, **kwargs)
+        if warmup:
+            _tell(progress, "warmup", warmup, warmup)
         with TracingSession(nframe) as session:
             measured.measure(cycles, warned)
-            for _ in range(rounds):
+            for i in range(rounds):
+                _tell(progress, "rounds", i, rounds)
                 func(*args, **kwargs)
                 measured.measure(cycles, warned)
+            _tell(progress, "rounds", rounds, rounds)
             with unrecorded():
+                _tell(progress, "analysis", 0, 1)
                 arguments: List[Tuple[str, object]] = [("func", func)]
                 arguments += [(f"args[{i}]", a) for i, a in enumerate(args)]
                 arguments += [(f"kwargs[{k!r}]", v) for k, v in kwargs.items()]
-                return _report(
+                report = _report(
                     measured, session.nframe, rounds, warmup, arguments, warned, started, runner
                 )
+                _tell(progress, "analysis", 1, 1)
+                return report
+
+
+def _tell(
+    progress: Optional[Callable[[str, int, int], None]], stage: str, done: int, total: int
+) -> None:
+    if progress is not None:
+        with unrecorded():
+            progress(stage, done, total)
 
 
 def _report(
