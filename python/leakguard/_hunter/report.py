@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import linecache
 import os
+import runpy
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -35,6 +36,9 @@ def _where(filename: str, lineno: int) -> str:
     return f"{shown}:{lineno}"
 
 
+_RUNPY = ("<frozen runpy>", os.path.normcase(os.path.splitext(runpy.__file__)[0] + ".py"))
+
+
 def shown_frames(traceback: Traceback) -> Traceback:
     """The frames of ``traceback`` worth showing: the most recent ones, up to
     the first frame of the machinery that ran the work (leakguard's hunt, a
@@ -43,7 +47,9 @@ def shown_frames(traceback: Traceback) -> Traceback:
     harness = package_dirs(("leakguard", *RUNNER_PACKAGES, *NOTEBOOK_PACKAGES))
     kept = []
     for frame in reversed(traceback):  # most recent first
-        if os.path.normcase(frame.filename).startswith(harness):
+        name = os.path.normcase(frame.filename)
+        # runpy starts a script or module (``python -m``, ``leakguard run``).
+        if name.startswith(harness) or name in _RUNPY:
             break
         kept.append((frame.filename, frame.lineno))
     return Traceback(tuple(kept) or ((traceback[-1].filename, traceback[-1].lineno),))
