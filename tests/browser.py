@@ -35,6 +35,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import select
 import shutil
 import struct
 import subprocess
@@ -118,6 +119,9 @@ class _Connection:
     def __init__(self, read_fd: int, write_fd: int) -> None:
         self._read_fd = read_fd
         self._write_fd = write_fd
+        # Writes wait in select() with a timeout: a browser that stops
+        # reading cannot block the test.
+        os.set_blocking(write_fd, False)
         self._write_lock = threading.Lock()
         self._cond = threading.Condition()
         self._next_id = 0
@@ -181,11 +185,18 @@ class _Connection:
         if session is not None:
             message["sessionId"] = session
         data = json.dumps(message).encode() + b"\0"
+        deadline = time.monotonic() + DEFAULT_TIMEOUT
         with self._write_lock:
             view = memoryview(data)
             while view:
                 try:
                     written = os.write(self._write_fd, view)
+                except BlockingIOError:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise BrowserError(f"{method}: the browser stopped reading") from None
+                    select.select([], [self._write_fd], [], left)
+                    continue
                 except OSError as error:
                     raise BrowserError(f"cannot send {method} to the browser: {error}") from None
                 view = view[written:]
@@ -262,12 +273,16 @@ class _Connection:
                 self._cond.wait(left)
 
     def close(self) -> None:
-        for fd in (self._write_fd, self._read_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        """Close the pipes (once the browser has exited, the reader sees the
+        end of its output and stops)."""
+        with self._write_lock:
+            if self._write_fd >= 0:
+                os.close(self._write_fd)
+                self._write_fd = -1
         self._thread.join(5)
+        if not self._thread.is_alive() and self._read_fd >= 0:
+            os.close(self._read_fd)
+            self._read_fd = -1
 
 
 class Browser:

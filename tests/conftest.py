@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -12,6 +14,8 @@ def browser():
     none is installed."""
     from browser import Browser, find_chromium
 
+    if os.name != "posix":
+        pytest.skip("the browser driver talks to Chromium over inherited pipes: POSIX only")
     if find_chromium() is None:
         pytest.skip(
             "no Chromium found (chromium, chromium-browser or google-chrome on PATH, "

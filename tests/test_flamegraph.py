@@ -343,6 +343,14 @@ def test_repr_html_is_an_escaped_sandboxed_iframe(workload_snapshot):
     assert "<" not in found.group(1)
 
 
+def test_ipython_displays_the_frame(workload_snapshot):
+    formatters = pytest.importorskip("IPython.core.formatters")
+    graph = leakguard.flame_graph(workload_snapshot)
+    data, _ = formatters.DisplayFormatter().format(graph)
+    assert data["text/html"] == graph._repr_html_()
+    assert data["text/plain"] == repr(graph)
+
+
 HOSTILE = "</script><script>alert(1)</script>"
 HOSTILE_TITLE = "<img src=x onerror=alert(2)>&amp;"
 

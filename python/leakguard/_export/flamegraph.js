@@ -546,6 +546,7 @@
     modes.querySelectorAll("button").forEach(function (b) {
       b.addEventListener("click", function () {
         mode = b.getAttribute("data-mode");
+        if (!(values()[zoom] > 0)) zoom = 0; // nothing of the zoomed frame to draw
         showModes();
         if (query) runSearch();
         else render();
