@@ -10,7 +10,9 @@ find where a frame's box is and what the page thinks is zoomed.
 from __future__ import annotations
 
 import html
+import inspect
 import json
+import pathlib
 import re
 import sys
 
@@ -70,7 +72,7 @@ def fg_leaky():
 
 def line_of(func, text):
     """The line number of the first line of ``func`` containing ``text``."""
-    lines, start = __import__("inspect").getsourcelines(func)
+    lines, start = inspect.getsourcelines(func)
     for offset, line in enumerate(lines):
         if text in line:
             return start + offset
@@ -304,9 +306,10 @@ def test_page_is_self_contained(workload_snapshot):
     assert "http:" not in page and "https:" not in page
     assert "<script src" not in page.lower() and "stylesheet" not in page
     assert re.findall(r"(?:src|href)=\"([^\"]*)\"", page) == ["data:,"]
-    js = (flamegraph.__file__.rsplit("/", 1)[0] + "/flamegraph.js",)
-    with open(js[0], encoding="utf-8") as f:
-        assert f"<script>{f.read()}</script>" in page
+    # The script and styles are the package's files, inlined.
+    folder = pathlib.Path(flamegraph.__file__).parent
+    assert f"<script>{(folder / 'flamegraph.js').read_text('utf-8')}</script>" in page
+    assert f"<style>{(folder / 'flamegraph.css').read_text('utf-8')}</style>" in page
     assert "default-src 'none'" in page
     # The data parses back to the tree.
     data = re.search(r'<script type="application/json" id="lg-data">(.*?)</script>', page, re.S)
