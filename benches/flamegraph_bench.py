@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -122,12 +123,14 @@ def child(blocks: int, nframe: int, reps: int, tracebacks: int) -> Dict[str, Any
         runs["profile"].append(t1 - t0)
         runs["tree"].append(t2 - t1)
         runs["page"].append(t3 - t2)
+    page_bytes = out.stat().st_size
+    shutil.rmtree(folder, ignore_errors=True)
     return {
         "blocks": len(snapshot.traces),
         "nframe": snapshot.traceback_limit,
         "tracebacks": len(profile.samples),
         "nodes": len(tree["nodes"]["parent"]),
-        "page_bytes": out.stat().st_size,
+        "page_bytes": page_bytes,
         "first_s": runs["total"][0],
         **{f"{k}_s": statistics.median(v) for k, v in runs.items()},
     }
