@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import linecache
+import os
 from bisect import bisect_right
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -267,6 +268,13 @@ class FunctionNames:
 
 
 def _function_spans(filename: str) -> Optional[Tuple[List[int], List[Tuple[int, int, str]]]]:
+    # linecache looks for a missing file along sys.path: only ask it about
+    # files it holds already (cells of a notebook, "<...>" sources registered
+    # by their creators) or that exist.
+    if filename not in linecache.cache and (
+        filename.startswith("<") or (os.path.isabs(filename) and not os.path.isfile(filename))
+    ):
+        return None
     lines = linecache.getlines(filename)
     if not lines:
         return None
