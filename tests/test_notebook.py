@@ -78,6 +78,8 @@ CELLS = [
     "def work():\n    keep.append(bytearray(700))\nleakguard.hunt(work, rounds=3)",
     "snap.statistics('lineno').to_dataframe().columns.tolist()",
     "%leakguard_snapshot --stop",
+    # 15: the flame graph inline
+    "leakguard.flame_graph(snap)",
 ]
 
 
@@ -275,3 +277,10 @@ def test_to_dataframe_without_pandas_names_the_package() -> None:
     ).stdout
     needs = "needs pandas, which is not installed: pip install pandas"
     assert f"UsageError: to_dataframe() {needs}" in out
+
+
+def test_flame_graph_inline(notebook: List[Dict[str, Any]]) -> None:
+    (page,) = _rich(notebook[15], "text/html")
+    assert page.startswith("<iframe") and 'sandbox="allow-scripts"' in page
+    assert "srcdoc=" in page and "flamegraph" in page
+    assert "http://" not in page and "https://" not in page
