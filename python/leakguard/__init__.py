@@ -71,6 +71,7 @@ if TYPE_CHECKING:
     from ._hunter.track import track as track
     from ._export import export
     from ._export.flamegraph import FlameGraph, flame_graph
+    from ._export.jsonfmt import load_json
     from ._profile import Profile, profile_of
 
 __all__ = [
@@ -113,6 +114,7 @@ __all__ = [
     "flame_graph",
     "FlameGraph",
     "export",
+    "load_json",
     # errors
     "LeakguardError",
     "TracingError",
@@ -137,6 +139,7 @@ atexit.register(_stop_tracing_at_exit)
 _LAZY = {
     "._export": ("export",),
     "._export.flamegraph": ("flame_graph", "FlameGraph"),
+    "._export.jsonfmt": ("load_json",),
     "._profile": ("Profile", "profile_of"),
 }
 
