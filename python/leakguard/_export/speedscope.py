@@ -28,12 +28,12 @@ out (speedscope ignores them); a profile's ``endValue`` is its total weight.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Dict, List, Tuple
 
-from .._profile import Profile, Sample
+from .._profile import Profile
 from ._names import function_label
 
-__all__ = ["SUFFIX", "DESCRIPTION", "SCHEMA", "render", "document", "views"]
+__all__ = ["SUFFIX", "DESCRIPTION", "SCHEMA", "render", "views"]
 
 SUFFIX = ".speedscope.json"
 DESCRIPTION = "speedscope JSON (https://www.speedscope.app)"
@@ -43,20 +43,21 @@ SCHEMA = "https://www.speedscope.app/file-format-schema.json"
 # ``activeProfileIndex``, both used here.
 FORMAT_VERSION = "0.6.0"
 
-# (profile name, unit, weight of a sample) for each view of a kind.
-View = Tuple[str, str, Callable[[Sample], int]]
+# (profile name, unit, the Sample field weighing a sample, its sign) for each
+# view of a kind: a sample is in the view when the signed field is positive.
+View = Tuple[str, str, str, int]
 
 _SNAPSHOT_VIEWS: Tuple[View, ...] = (
-    ("live bytes", "bytes", lambda s: s.size),
-    ("live blocks", "none", lambda s: s.count),
+    ("live bytes", "bytes", "size", 1),
+    ("live blocks", "none", "count", 1),
 )
 _CHANGE_VIEWS: Tuple[View, ...] = (
-    ("grown bytes", "bytes", lambda s: s.size_diff),
-    ("grown blocks", "none", lambda s: s.count_diff),
-    ("shrunk bytes", "bytes", lambda s: -s.size_diff),
-    ("shrunk blocks", "none", lambda s: -s.count_diff),
-    ("live bytes at the end", "bytes", lambda s: s.size),
-    ("live blocks at the end", "none", lambda s: s.count),
+    ("grown bytes", "bytes", "size_diff", 1),
+    ("grown blocks", "none", "count_diff", 1),
+    ("shrunk bytes", "bytes", "size_diff", -1),
+    ("shrunk blocks", "none", "count_diff", -1),
+    ("live bytes at the end", "bytes", "size", 1),
+    ("live blocks at the end", "none", "count", 1),
 )
 
 
@@ -65,45 +66,44 @@ def views(kind: str) -> Tuple[View, ...]:
     return _SNAPSHOT_VIEWS if kind == "snapshot" else _CHANGE_VIEWS
 
 
-def document(profile: Profile) -> Dict[str, Any]:
-    """``profile`` as a speedscope file, before serialisation."""
-    frames: List[Dict[str, Any]] = [
-        {"name": function_label(loc), "file": loc.filename, "line": loc.lineno}
-        for loc in profile.locations
-    ]
-    stacks = [list(sample.stack) for sample in profile.samples]
+def render(profile: Profile) -> bytes:
+    """``profile`` as a speedscope JSON file (UTF-8, non-ASCII escaped)."""
+    # Written piece by piece rather than through one json.dumps of the whole
+    # document: each stack is turned into text once, not once per view.
+    dumps = json.dumps
+    frames = ",".join(
+        [
+            f'{{"name":{dumps(function_label(loc))},"file":{dumps(loc.filename)},'
+            f'"line":{loc.lineno}}}'
+            for loc in profile.locations
+        ]
+    )
+    samples = profile.samples
+    stacks = ["[" + ",".join(map(str, sample.stack)) + "]" for sample in samples]
+    columns: Dict[str, List[int]] = {}
     profiles = []
-    for name, unit, weight_of in views(profile.kind):
-        samples: List[List[int]] = []
-        weights: List[int] = []
-        for stack, sample in zip(stacks, profile.samples):
-            weight = weight_of(sample)
-            if weight > 0:
-                samples.append(stack)
-                weights.append(weight)
-        total = sum(weights)
+    for name, unit, field, sign in views(profile.kind):
+        values = columns.get(field)
+        if values is None:
+            values = columns[field] = [getattr(sample, field) for sample in samples]
+        picked = [i for i, value in enumerate(values) if value * sign > 0]
+        weights = [values[i] * sign for i in picked]
+        title = f"{profile.title}: {name}" if profile.title else name
         profiles.append(
-            {
-                "type": "sampled",
-                "name": f"{profile.title}: {name}" if profile.title else name,
-                "unit": unit,
-                "startValue": 0,
-                "endValue": total,
-                "samples": samples,
-                "weights": weights,
-            }
+            f'{{"type":"sampled","name":{dumps(title)},"unit":"{unit}",'
+            f'"startValue":0,"endValue":{sum(weights)},'
+            f'"samples":[{",".join([stacks[i] for i in picked])}],'
+            f'"weights":[{",".join(map(str, weights))}]}}'
         )
-    return {
+    head = {
         "$schema": SCHEMA,
         "version": FORMAT_VERSION,
         "name": profile.title or f"leakguard {profile.kind}",
         "exporter": "leakguard",
         "activeProfileIndex": 0,
-        "shared": {"frames": frames},
-        "profiles": profiles,
     }
-
-
-def render(profile: Profile) -> bytes:
-    """``profile`` as a speedscope JSON file (UTF-8, non-ASCII escaped)."""
-    return json.dumps(document(profile), separators=(",", ":")).encode("ascii")
+    text = (
+        dumps(head, separators=(",", ":"))[:-1]
+        + f',"shared":{{"frames":[{frames}]}},"profiles":[{",".join(profiles)}]}}'
+    )
+    return text.encode("ascii")
