@@ -898,6 +898,36 @@ def test_json_reader_arguments(tmp_path: Path) -> None:
     assert leakguard.SnapshotError is not None and issubclass(leakguard.SnapshotError, ValueError)
 
 
+# -- exporting while tracing ------------------------------------------------------------
+
+
+def test_what_an_export_allocates_is_not_recorded(tmp_path: Path) -> None:
+    from leakguard import _leakguard
+
+    assert not leakguard.is_tracing()
+    leakguard.start(5)
+    try:
+        blobs = make_blobs(10)
+        snapshot = leakguard.take_snapshot()
+        outputs = [_export.render(snapshot, fmt) for fmt in ("pprof", "speedscope", "json")]
+        leakguard.export(snapshot, tmp_path / "while-tracing.json", format="json")
+        after = bytearray(100)
+        assert leakguard.is_tracing()
+        assert leakguard.get_object_traceback(blobs[0]) is not None
+        assert [leakguard.get_object_traceback(data) for data in outputs] == [None] * 3
+        assert leakguard.get_object_traceback(after) is not None, "recording resumes"
+        # A thread that was not recording stays so.
+        assert _leakguard._pause_thread(True) is False
+        inside = _export.render(snapshot, "json")
+        assert _leakguard._pause_thread(False) is True
+        assert leakguard.get_object_traceback(inside) is None
+        later = bytearray(100)
+        assert leakguard.get_object_traceback(later) is not None
+    finally:
+        leakguard.stop()
+    assert leakguard.load_json(tmp_path / "while-tracing.json").kind == "snapshot"
+
+
 # -- choosing the format ----------------------------------------------------------------
 
 
