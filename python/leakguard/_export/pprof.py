@@ -104,6 +104,8 @@ def _varint(n: int) -> bytes:
     complement (ten bytes), as protobuf writes ``int64``."""
     if 0 <= n < 0x80:
         return _ONE_BYTE[n]
+    if 0 < n < 0x4000:
+        return bytes((n & 0x7F | 0x80, n >> 7))
     n &= _MASK64
     out = bytearray()
     while n >= 0x80:
@@ -188,24 +190,35 @@ def encode(profile: Profile, time_nanos: Optional[int] = None) -> bytes:
         locations.append(key_location + _varint(len(body)) + body)
 
     # Samples: location ids leaf first, then the values in sample-type order.
+    # Values repeat (block counts, sizes of same-sized objects), and a negative
+    # one takes ten bytes to write: each distinct value is encoded once.
     ids = [_varint(number) for number in range(1, len(profile.locations) + 1)]
     key_ids = _key(_S_LOCATION_ID, _LEN)
     key_values = _key(_S_VALUE, _LEN)
     varint = _varint
+    encoded: Dict[int, bytes] = {}
+    known = encoded.get
+
+    def new(value: int) -> bytes:
+        data = encoded[value] = varint(value)
+        return data
+
     samples: List[bytes] = []
     append = samples.append
     snapshot = profile.kind == "snapshot"
     for sample in profile.samples:
         stack = sample.stack
         packed_ids = b"".join([ids[i] for i in reversed(stack)])
+        count, size = sample.count, sample.size
         if snapshot:
-            values = varint(sample.count) + varint(sample.size)
+            values = (known(count) or new(count)) + (known(size) or new(size))
         else:
+            count_diff, size_diff = sample.count_diff, sample.size_diff
             values = (
-                varint(sample.count_diff)
-                + varint(sample.size_diff)
-                + varint(sample.count)
-                + varint(sample.size)
+                (known(count_diff) or new(count_diff))
+                + (known(size_diff) or new(size_diff))
+                + (known(count) or new(count))
+                + (known(size) or new(size))
             )
         body = key_values + varint(len(values)) + values
         if packed_ids:

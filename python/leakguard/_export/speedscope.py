@@ -79,7 +79,8 @@ def render(profile: Profile) -> bytes:
         ]
     )
     samples = profile.samples
-    stacks = ["[" + ",".join(map(str, sample.stack)) + "]" for sample in samples]
+    numbers = [str(i) for i in range(len(profile.locations))]
+    stacks = ["[" + ",".join([numbers[i] for i in sample.stack]) + "]" for sample in samples]
     columns: Dict[str, List[int]] = {}
     profiles = []
     for name, unit, field, sign in views(profile.kind):
