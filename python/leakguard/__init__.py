@@ -58,6 +58,7 @@ from .tracemalloc import (
 if TYPE_CHECKING:
     from ._export import export
     from ._export.flamegraph import FlameGraph, flame_graph
+    from ._export.jsonfmt import load_json
     from ._hunter.report import (
         CycleReport,
         Holder,
@@ -113,6 +114,7 @@ __all__ = [
     "flame_graph",
     "FlameGraph",
     "export",
+    "load_json",
     # errors
     "LeakguardError",
     "TracingError",
@@ -145,6 +147,7 @@ def load_ipython_extension(ipython: Any) -> None:
 _LAZY = {
     "._export": ("export",),
     "._export.flamegraph": ("flame_graph", "FlameGraph"),
+    "._export.jsonfmt": ("load_json",),
     "._profile": ("Profile", "profile_of"),
 }
 

@@ -86,10 +86,16 @@ class Profile:
     # -- building -------------------------------------------------------------
 
     def _stack(self, traceback: Traceback, names: FunctionNames) -> Tuple[int, ...]:
+        # The raw (filename, lineno) pairs, oldest first, without a Frame
+        # object for each: most stacks are made of lines already seen.
+        frames = traceback._frames
         index = self._index
+        try:
+            return tuple([index[key] for key in frames])
+        except KeyError:
+            pass
         stack = []
-        for frame in traceback:  # oldest first
-            key = frame._frame
+        for key in frames:
             at = index.get(key)
             if at is None:
                 at = index[key] = len(self.locations)

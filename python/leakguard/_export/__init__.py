@@ -13,6 +13,7 @@ import os
 from types import ModuleType
 from typing import Any, Dict, Optional, Union
 
+from .. import _leakguard
 from .._errors import UsageError
 from .._profile import Profile, profile_of
 
@@ -57,10 +58,20 @@ def format_for_path(path: str) -> str:
 
 def render(obj: Any, format: str, base: Any = None) -> bytes:
     """``obj`` (anything :func:`leakguard._profile.profile_of` takes; with
-    ``base``, the diff from ``base`` to ``obj``) rendered in ``format``."""
+    ``base``, the diff from ``base`` to ``obj``) rendered in ``format``.
+
+    What this thread allocates meanwhile is not recorded, if tracing is on:
+    the export's working data (the profile, parsed sources, the output) would
+    otherwise show up in the program's next snapshots, and recording it would
+    slow the export down as much as tracing slows any code.
+    """
     module = format_module(format)
-    profile: Profile = profile_of(obj, base)
-    data: bytes = module.render(profile)
+    was_paused = _leakguard._pause_thread(True)
+    try:
+        profile: Profile = profile_of(obj, base)
+        data: bytes = module.render(profile)
+    finally:
+        _leakguard._pause_thread(was_paused)
     return data
 
 

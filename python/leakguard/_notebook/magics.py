@@ -33,7 +33,6 @@ from .html import TOP_LINES, _e, _view, diffs_html, tracker_html
 __all__ = ["LeakguardMagics", "NOTEBOOK_PACKAGES", "load_ipython_extension"]
 
 
-
 class KernelFilter(BaseFilter):
     """Leaves out blocks the notebook's machinery allocated: those whose
     traceback runs through the kernel's packages (:data:`NOTEBOOK_PACKAGES`)
