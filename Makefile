@@ -22,10 +22,11 @@ VENV ?= .venv
 VPY := $(VENV)/bin/python
 REQUIREMENTS := requirements-dev.txt
 STAMP := .requirements-dev.stamp
-# Optional integrations (Jupyter kernel, pandas), tested in .venv only: their
+# Optional integrations (Jupyter kernel, pandas) and the libraries the export
+# tests decode with (protobuf, jsonschema), in .venv only: their
 # pins need CPython 3.11 or later.
-EXTRAS := requirements-notebook.txt
-EXTRAS_STAMP := .requirements-notebook.stamp
+EXTRAS := requirements-extras.txt
+EXTRAS_STAMP := .requirements-extras.stamp
 MATRIX ?= 1
 MATRIX_PYTHONS ?= $(SUPPORTED_PYTHONS)
 # Versions `matrix` leaves out; `test` passes the primary one, already tested in .venv.
@@ -114,7 +115,7 @@ install_extras() {
 	local dir=$$1
 	if [ -e "$$dir/$(EXTRAS_STAMP)" ] && [ ! "$(EXTRAS)" -nt "$$dir/$(EXTRAS_STAMP)" ]; then return 0; fi
 	if ! "$$dir/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
-		echo "note: $$dir is CPython $$(py_minor "$$dir/bin/python"); the notebook and pandas tests need 3.11+ and will skip"
+		echo "note: $$dir is CPython $$(py_minor "$$dir/bin/python"); the notebook, pandas and export-decoding tests need 3.11+ and will skip"
 		return 0
 	fi
 	"$$dir/bin/python" -m pip install --progress-bar off -q -r "$(EXTRAS)"

@@ -3,7 +3,7 @@ run by nbclient), with assertions on the rich outputs its cells produce; and
 the HTML tables and DataFrames of leakguard's objects in this interpreter.
 
 Where ipykernel/nbclient or pandas are not installed (the optional
-integrations: requirements-notebook.txt), those tests skip and the
+integrations: requirements-extras.txt), those tests skip and the
 "not installed" path is tested instead.
 """
 
