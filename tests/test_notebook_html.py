@@ -61,9 +61,7 @@ def test_diff_table_reads_as_a_table_with_growth_in_red(page: Page) -> None:
     assert "test_notebook_html.py:" in text
     # Column heads, then a row per diff: the change comes first, signed.
     assert text.index("change") < text.index("allocated at")
-    grow = page.evaluate(
-        "getComputedStyle(document.querySelector('td.lg-grow')).color"
-    )
+    grow = page.evaluate("getComputedStyle(document.querySelector('td.lg-grow')).color")
     assert grow == "rgb(214, 39, 40)"
     first_change = page.evaluate("document.querySelector('td.lg-grow').innerText")
     assert first_change.startswith("+") and "KiB" in first_change

@@ -67,7 +67,7 @@ class DiffCommand:
         check_view_options(args)
         old = load_snapshot(args.old)
         new = load_snapshot(args.new)
-        diffs = new.compare_to(old, args.key, args.cumulative)
+        diffs: List[StatisticDiff] = new.compare_to(old, args.key, args.cumulative)
         if args.cumulative:  # the runner's frames are in every traceback
             diffs = [d for d in diffs if not is_runner_frame(d.traceback[-1].filename)]
         old_size, old_blocks = totals(old)

@@ -209,7 +209,7 @@ class StatsCommand:
     def run(self, args: argparse.Namespace) -> int:
         check_view_options(args)
         snapshot = load_snapshot(args.file)
-        stats = snapshot.statistics(args.key, args.cumulative)
+        stats: List[Statistic] = snapshot.statistics(args.key, args.cumulative)
         if args.cumulative:  # the runner's frames are in every traceback
             stats = [s for s in stats if not is_runner_frame(s.traceback[-1].filename)]
         term = Terminal(sys.stdout, args.color)
