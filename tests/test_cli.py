@@ -367,7 +367,7 @@ def test_stats(tmp_path: Path, snapshots: Dict[str, Path]) -> None:
     assert "taken at exit of `alloc.py`" in out
     header = next(t for t in out.splitlines() if t.lstrip().startswith("Size"))
     assert header.split() == ["Size", "Blocks", "Average", "Share", "Location", "Source"]
-    rows = out.split(header, 1)[1].strip().splitlines()
+    rows = out.split(header, 1)[1].strip("\n").splitlines()
     assert f"alloc.py:{big}" in rows[0] and "bytearray(1000)" in rows[0]
     assert "more lines" in rows[-2] and rows[-1].split()[-1] == "total"
     # aligned: every row's "Location" column starts where the header's does
