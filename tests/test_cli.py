@@ -54,9 +54,12 @@ sys.exit(0)
 SERVER = """\
 import time
 keep = []
+def grow():
+    keep.append(bytearray(10_000))  # GROWS
+grow()  # something to see in the first snapshot, whenever it comes
 print("ready", flush=True)
 while True:
-    keep.append(bytearray(10_000))  # GROWS
+    grow()
     time.sleep(0.005)
 """
 

@@ -135,3 +135,49 @@ def test_function_names_from_source(tmp_path: Path) -> None:
     broken = tmp_path / "broken.py"
     broken.write_text("def (:\n")
     assert names.lookup(str(broken), 1) == ""
+
+
+def _gen_alloc() -> List[bytearray]:
+    return list(bytearray(64) for _ in range(50))  # a generator expression's frame
+
+
+def _recurse(n: int) -> List[bytearray]:
+    if n:
+        return _recurse(n - 1)  # the recursive call
+    return list(bytearray(64) for _ in range(50))
+
+
+def _recurse_on_one_line(n: int) -> List[bytearray]:
+    return _recurse_on_one_line(n - 1) if n else list(bytearray(64) for _ in range(50))
+
+
+def test_comprehension_frames_are_named_and_recursion_is_not() -> None:
+    leakguard.start(12)
+    try:
+        before = leakguard.take_snapshot()
+        kept = (_gen_alloc(), _recurse(3), _recurse_on_one_line(3))
+        after = leakguard.take_snapshot()
+    finally:
+        leakguard.stop()
+    profile = profile_of(after, before)
+    grown = [s for s in profile.samples if s.size_diff > 0]
+
+    def stack_of(leaf: str) -> List[str]:
+        found = [s for s in grown if profile.locations[s.stack[-1]].function == leaf]
+        sample = max(found, key=lambda s: s.size_diff)
+        return [profile.locations[i].function for i in sample.stack]
+
+    assert stack_of("_gen_alloc.<locals>.<genexpr>")[-2:] == [
+        "_gen_alloc",
+        "_gen_alloc.<locals>.<genexpr>",
+    ]
+    # a recursion: four frames of _recurse (three at the call, one at the end)
+    assert stack_of("_recurse.<locals>.<genexpr>")[-5:] == ["_recurse"] * 4 + [
+        "_recurse.<locals>.<genexpr>"
+    ]
+    # the same on one line: only the innermost repeat is the generator's frame
+    name = "_recurse_on_one_line"
+    assert stack_of(f"{name}.<locals>.<genexpr>")[-5:] == [name] * 4 + [
+        f"{name}.<locals>.<genexpr>"
+    ]
+    assert kept

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import linecache
 import os
+import sys
 from bisect import bisect_right
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -81,7 +82,7 @@ class Profile:
         self.traceback_limit = traceback_limit
         self.locations: List[Location] = []
         self.samples: List[Sample] = []
-        self._index: Dict[Tuple[str, int], int] = {}
+        self._index: Dict[Tuple[Any, ...], int] = {}
 
     # -- building -------------------------------------------------------------
 
@@ -91,15 +92,30 @@ class Profile:
         frames = traceback._frames
         index = self._index
         try:
-            return tuple([index[key] for key in frames])
+            known = tuple([index[key] for key in frames])
+            if not any(a == b for a, b in zip(frames, frames[1:])):
+                return known
         except KeyError:
             pass
         stack = []
-        for key in frames:
-            at = index.get(key)
+        caller: Optional[Tuple[str, int]] = None
+        last = len(frames) - 1
+        for i, key in enumerate(frames):
+            # A frame on the very line of its caller is a comprehension's or
+            # a lambda's (until 3.12 comprehensions run as functions of their
+            # own): a location of its own, named as the interpreter names it.
+            # A recursive call on one line repeats a frame too: only the last
+            # of a run of repeats, on a line holding a comprehension or a
+            # lambda, is taken for one.
+            repeat = key == caller and (i == last or frames[i + 1] != key)
+            inline = names.inline(key[0], key[1]) if repeat else None
+            caller = key
+            slot: Tuple[Any, ...] = key if inline is None else (*key, "inline")
+            at = index.get(slot)
             if at is None:
-                at = index[key] = len(self.locations)
-                self.locations.append(Location(key[0], key[1], names.lookup(key[0], key[1])))
+                at = index[slot] = len(self.locations)
+                name = inline if inline is not None else names.lookup(key[0], key[1])
+                self.locations.append(Location(key[0], key[1], name))
             stack.append(at)
         return tuple(stack)
 
@@ -252,15 +268,37 @@ class FunctionNames:
     parsed once; a file that cannot be read or parsed gives ``""``."""
 
     def __init__(self) -> None:
-        self._files: Dict[str, Optional[Tuple[List[int], List[Tuple[int, int, str]]]]] = {}
+        self._files: Dict[str, Optional[_Spans]] = {}
 
-    def lookup(self, filename: str, lineno: int) -> str:
+    def _spans(self, filename: str) -> Optional[_Spans]:
         spans = self._files.get(filename, False)
         if spans is False:
             spans = self._files[filename] = _function_spans(filename)
+        return spans  # type: ignore[return-value]
+
+    def inline(self, filename: str, lineno: int) -> Optional[str]:
+        """The name of a comprehension's or lambda's frame at ``filename:lineno``
+        (``load.<locals>.<listcomp>``): the innermost one on that line; None
+        when there is none there."""
+        spans = self._spans(filename)
+        if spans is None:
+            return None
+        label = None
+        for start, end, kind in spans[2]:
+            if start <= lineno <= end:
+                label = kind  # later rows are inner ones
+        if label is None:
+            return None
+        outer = self.lookup(filename, lineno)
+        if outer == "<module>":
+            return label
+        return f"{outer}.<locals>.{label}"
+
+    def lookup(self, filename: str, lineno: int) -> str:
+        spans = self._spans(filename)
         if spans is None:
             return ""
-        starts, rows = spans  # type: ignore[misc]
+        starts, rows, _ = spans
         # Innermost enclosing definition: the last one starting at or before
         # the line whose end is at or after it. Spans are sorted by start and
         # nest, so walk back from the last start <= lineno.
@@ -273,7 +311,19 @@ class FunctionNames:
         return "<module>"
 
 
-def _function_spans(filename: str) -> Optional[Tuple[List[int], List[Tuple[int, int, str]]]]:
+#: Per file: the start lines of its definitions, the definitions as (start,
+#: end, qualified name), and its comprehensions and lambdas as (start, end,
+#: ``<listcomp>``…), each list sorted by start.
+_Spans = Tuple[List[int], List[Tuple[int, int, str]], List[Tuple[int, int, str]]]
+
+_INLINE: Dict[type, str] = {ast.GeneratorExp: "<genexpr>", ast.Lambda: "<lambda>"}
+if sys.version_info < (3, 12):  # from 3.12 on, comprehensions run in their caller's frame
+    _INLINE.update(
+        {ast.ListComp: "<listcomp>", ast.SetComp: "<setcomp>", ast.DictComp: "<dictcomp>"}
+    )
+
+
+def _function_spans(filename: str) -> Optional[_Spans]:
     # linecache looks for a missing file along sys.path: only ask it about
     # files it holds already (cells of a notebook, "<...>" sources registered
     # by their creators) or that exist.
@@ -289,9 +339,14 @@ def _function_spans(filename: str) -> Optional[Tuple[List[int], List[Tuple[int, 
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
     rows: List[Tuple[int, int, str]] = []
+    inline: List[Tuple[int, int, str]] = []
 
     def visit(node: ast.AST, prefix: str) -> None:
         for child in ast.iter_child_nodes(node):
+            kind = _INLINE.get(type(child))
+            if kind is not None:
+                end = getattr(child, "end_lineno", None) or child.lineno  # type: ignore[attr-defined]
+                inline.append((child.lineno, end, kind))  # type: ignore[attr-defined]
             if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 qualname = prefix + child.name
                 end = getattr(child, "end_lineno", None) or child.lineno
@@ -304,7 +359,8 @@ def _function_spans(filename: str) -> Optional[Tuple[List[int], List[Tuple[int, 
 
     visit(tree, "")
     rows.sort(key=lambda r: (r[0], -r[1]))
-    return [r[0] for r in rows], rows
+    inline.sort(key=lambda r: (r[0], -r[1]))
+    return [r[0] for r in rows], rows, inline
 
 
 _NAMES = FunctionNames()
