@@ -80,6 +80,8 @@ CELLS = [
     "%leakguard_snapshot --stop",
     # 15: the flame graph inline
     "leakguard.flame_graph(snap)",
+    # 16: a tracked cell with its flame graph
+    "%%leakguard --flame\nflamed = [bytearray(3000) for _ in range(20)]",
 ]
 
 
@@ -284,3 +286,11 @@ def test_flame_graph_inline(notebook: List[Dict[str, Any]]) -> None:
     assert page.startswith("<iframe") and 'sandbox="allow-scripts"' in page
     assert "srcdoc=" in page and "flamegraph" in page
     assert "http://" not in page and "https://" not in page
+
+
+def test_tracked_cell_with_its_flame_graph(notebook: List[Dict[str, Any]]) -> None:
+    table, graph = _rich(notebook[16], "text/html")
+    assert "flamed = [bytearray(3000) for _ in range(20)]" in text_of(table)
+    assert graph.startswith("<iframe") and "srcdoc=" in graph
+    # the page's data names the cell's line as grown
+    assert "leakguard cell" in graph

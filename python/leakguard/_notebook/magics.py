@@ -195,6 +195,12 @@ class LeakguardMagics(Magics):
         help="run the cell ROUNDS times after the warm-up and show the leak report",
     )
     @argument("--warmup", type=int, default=2, help="warm-up runs before a hunt (default 2)")
+    @argument(
+        "-f",
+        "--flame",
+        action="store_true",
+        help="also show a flame graph of what the cell left alive (or of the leaking sites)",
+    )
     @cell_magic
     def leakguard(self, line: str, cell: str) -> Any:
         """Run the cell and show its peak memory and what it left alive, per
@@ -218,6 +224,8 @@ class LeakguardMagics(Magics):
             self._shell.display_pub.publish(
                 {"text/plain": str(report), "text/html": report._repr_html_()}
             )
+            if args.flame and report.leaks:
+                self._flame(report)
             return None
         tracker = Tracker(args.nframe)
         with tracker:
@@ -226,7 +234,17 @@ class LeakguardMagics(Magics):
         self._shell.display_pub.publish(
             {"text/plain": repr(shown), "text/html": shown._repr_html_()}
         )
+        if args.flame:
+            self._flame(tracker)
         return value
+
+    def _flame(self, obj: Any) -> None:
+        from .._export.flamegraph import flame_graph
+
+        graph = flame_graph(obj)
+        self._shell.display_pub.publish(
+            {"text/plain": repr(graph), "text/html": graph._repr_html_()}
+        )
 
     # -- before/after snapshots ------------------------------------------------
 
