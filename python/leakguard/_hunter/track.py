@@ -96,6 +96,9 @@ class Tracker:
         self.duration = 0.0
         self._traces: List[WatchedTrace] = []
         self._own_left_out: Optional[Tuple[Snapshot, Snapshot, Snapshot, Snapshot]] = None
+        # How many tracebacks at_peak() reads back (the pytest plugin's
+        # summary, which shows a test's top 3 lines, needs fewer).
+        self._peak_tracebacks = PEAK_TRACEBACKS
         self._tracked = False
         self._active: Optional[TracingSession] = None
         self._watching = False
@@ -148,7 +151,7 @@ class Tracker:
                     self.after = take_snapshot()
                 current = native.get_traced_memory()[0]
                 if self._watching:
-                    self._traces = native._peak_sites(PEAK_TRACEBACKS, self.collect)
+                    self._traces = native._peak_sites(self._peak_tracebacks, self.collect)
             self.peak = max(block_peak - self._start_bytes, 0)
             self.net = current - self._start_bytes
             self._tracked = True

@@ -32,6 +32,8 @@ from .plan import Limit, Plan
 
 #: Lines listed per failure and per test in the summary.
 SITES_SHOWN = 10
+#: Tracebacks read back at a test's peak when only the summary needs them.
+SUMMARY_TRACEBACKS = 48
 
 
 @dataclass(frozen=True)
@@ -311,14 +313,18 @@ def run(item: pytest.Item, plan: Plan, runtest: Callable[[], None]) -> Measured:
             leaks = leak_limit is not None
             # Snapshots are not needed: the peak watch gives the lines at the
             # peak and, after the collection, what each line left alive.
-            with Tracker(
+            tracker = Tracker(
                 plan.nframe, collect=leaks, snapshots=False, exact=leaks, thread_only=thread_only
-            ) as tracker:
+            )
+            if not (plan.limit_memory or leak_limit):
+                # Only the summary reads the lines at the peak: its top 3 per test.
+                tracker._peak_tracebacks = SUMMARY_TRACEBACKS
+            with tracker:
                 runtest()
             ran = 1
             if _own_failure(item):
                 return measured
-            _fill(measured, tracker, leak_limit)
+            _fill(measured, tracker, leak_limit, SITES_SHOWN if plan.limit_memory else 3)
         if plan.hunt is not None:
             calls = 0
 
@@ -352,12 +358,15 @@ def run(item: pytest.Item, plan: Plan, runtest: Callable[[], None]) -> Measured:
     return measured
 
 
-def _fill(measured: Measured, tracker: Tracker, leak_limit: Optional[Limit]) -> None:
+def _fill(measured: Measured, tracker: Tracker, leak_limit: Optional[Limit], keep: int) -> None:
+    """The peak and the ``keep`` lines holding most at it (more for a memory
+    limit's failure than for the summary, which shows 3); with a leak limit,
+    what each line left alive."""
     where = attribution()
     measured.probed = True
     measured.peak = tracker.peak
     traces = tracker._traces
-    measured.peak_sites = where.by_site([(t[0], t[1], t[2]) for t in traces], SITES_SHOWN)
+    measured.peak_sites = where.by_site([(t[0], t[1], t[2]) for t in traces], keep)
     if leak_limit is None:
         return
     entries = [(t[0], t[3], t[4]) for t in traces]
