@@ -358,15 +358,15 @@ def run(item: pytest.Item, plan: Plan, runtest: Callable[[], None]) -> Measured:
     return measured
 
 
-def _fill(measured: Measured, tracker: Tracker, leak_limit: Optional[Limit], keep: int) -> None:
-    """The peak and the ``keep`` lines holding most at it (more for a memory
+def _fill(measured: Measured, tracker: Tracker, leak_limit: Optional[Limit], shown: int) -> None:
+    """The peak and the ``shown`` lines holding most at it (more for a memory
     limit's failure than for the summary, which shows 3); with a leak limit,
     what each line left alive."""
     where = attribution()
     measured.probed = True
     measured.peak = tracker.peak
     traces = tracker._traces
-    measured.peak_sites = where.by_site([(t[0], t[1], t[2]) for t in traces], keep)
+    measured.peak_sites = where.by_site([(t[0], t[1], t[2]) for t in traces], shown)
     if leak_limit is None:
         return
     entries = [(t[0], t[3], t[4]) for t in traces]
