@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import html
 import linecache
-import os
 from typing import TYPE_CHECKING, Dict, Iterable, List, NamedTuple, Sequence, Tuple
 
+from .._hunter.report import _where
 from .._model import Snapshot, Statistic, StatisticDiff, Traceback, _format_size
 
 if TYPE_CHECKING:
@@ -71,15 +71,6 @@ _STYLE = """<style>
 
 def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
-
-
-def _where(filename: str, lineno: int) -> str:
-    try:
-        rel = os.path.relpath(filename)
-    except ValueError:  # pragma: no cover - another drive on Windows
-        rel = filename
-    shown = filename if rel.startswith(os.pardir) or filename.startswith("<") else rel
-    return f"{shown}:{lineno}"
 
 
 def _size(size: float) -> str:
