@@ -143,34 +143,39 @@ def load_ipython_extension(ipython: Any) -> None:
     load(ipython)
 
 
-# Public names whose modules are imported on first use: module -> names.
+# Public names whose modules are imported on first use, so that a program (or
+# a pytest run with the plugin installed) that only traces does not pay for
+# the leak hunter, the views or the exports at start-up: module -> names.
 _LAZY = {
+    "._hunter": (
+        "hunt",
+        "track",
+        "Tracker",
+        "LeakReport",
+        "LeakSite",
+        "Holder",
+        "ResourceReport",
+        "OpenDescriptor",
+        "ResourceWarningRecord",
+        "CycleReport",
+        "IGNORED_CACHES",
+    ),
     "._export": ("export",),
     "._export.flamegraph": ("flame_graph", "FlameGraph"),
     "._export.jsonfmt": ("load_json",),
     "._profile": ("Profile", "profile_of"),
 }
+_LAZY_MODULE = {name: module for module, names in _LAZY.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
-    # The leak hunter is imported on first use (``leakguard.hunt``, ``from
-    # leakguard import track``): a program, or a pytest run with the plugin
-    # installed, that only traces does not pay for it at start-up. Its public
-    # names are the ones ``_hunter.__all__`` lists.
-    if not name.startswith("_"):
-        from . import _hunter
+    module = _LAZY_MODULE.get(name)
+    if module is not None:
+        from importlib import import_module
 
-        if name in _hunter.__all__:
-            value = getattr(_hunter, name)
-            globals()[name] = value
-            return value
-    for module, names in _LAZY.items():
-        if name in names:
-            from importlib import import_module
-
-            value = getattr(import_module(module, __name__), name)
-            globals()[name] = value
-            return value
+        value = getattr(import_module(module, __name__), name)
+        globals()[name] = value
+        return value
     # importlib.metadata is slow to import: only pay for it when asked.
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version
