@@ -93,7 +93,10 @@ class Profile:
         index = self._index
         try:
             known = tuple([index[key] for key in frames])
-            if not any(a == b for a, b in zip(frames, frames[1:])):
+            # A line repeated (a recursion, or a comprehension's frame on its
+            # caller's line) needs the slow path's look; a set of small ints
+            # tells cheaply that there is none.
+            if len(set(known)) == len(known):
                 return known
         except KeyError:
             pass
