@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
+import time
 from datetime import datetime, timezone
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -47,3 +49,16 @@ def describe(facts: dict[str, Any]) -> str:
         f"{facts['date']}  {facts['implementation']} {facts['python']}  {facts['platform']}  "
         f"{facts['cpu_count']} CPUs  load {facts['loadavg'][0]:.2f}"
     )
+
+
+def timed(action: Callable[[], Any]) -> tuple[Any, float]:
+    """``action()``'s value and how long it took, in seconds."""
+    started = time.perf_counter()
+    value = action()
+    return value, time.perf_counter() - started
+
+
+def median_of(values: Iterable[Optional[float]]) -> Optional[float]:
+    """The median of the values present (None for a run that lacks the figure), or None."""
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None

@@ -8,6 +8,7 @@ baseline. Every measurement runs in a fresh interpreter, so a tracer here is sta
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import shutil
 import subprocess
@@ -170,6 +171,23 @@ def probe(tracer: str, python: str = sys.executable) -> tuple[bool, str]:
         return True, proc.stdout.strip()
     lines = proc.stderr.strip().splitlines()
     return False, lines[-1] if lines else f"probe exited with status {proc.returncode}"
+
+
+def run_measurement(command: list[str], timeout: float, cwd: str) -> dict[str, Any]:
+    """Runs one measurement in a fresh interpreter (``command``, in ``child_env()``): the
+    JSON object its last line of output holds, or ``{"error": why}`` when it timed out or
+    failed (the last line of its error output)."""
+    try:
+        proc = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=child_env()
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        return {"error": lines[-1] if lines else f"exit status {proc.returncode}"}
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
 
 
 def child_env() -> dict[str, str]:

@@ -30,15 +30,12 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
-from _report import describe, fmt_bytes, format_table, machine_facts
-from _tracers import child_env, probe
+from _report import describe, fmt_bytes, format_table, machine_facts, median_of, timed
+from _tracers import probe, run_measurement
 from snapshot_bench import SITES, Slotted, build_heap, grow_heap
 
 TARGET_S = 2.0
@@ -93,16 +90,10 @@ def build_stacks(blocks: int, stacks: int) -> list[Any]:
 # -- one measurement ----------------------------------------------------------------------------
 
 
-def _timed(action: Callable[[], Any]) -> tuple[Any, float]:
-    started = time.perf_counter()
-    value = action()
-    return value, time.perf_counter() - started
-
-
 def _exports(result: Result, prefix: str, obj: Any, base: Any) -> None:
     from leakguard import _export, profile_of
 
-    profile, result[f"{prefix}profile_s"] = _timed(lambda: profile_of(obj, base))
+    profile, result[f"{prefix}profile_s"] = timed(lambda: profile_of(obj, base))
     result[f"{prefix}samples"] = len(profile.samples)
     result[f"{prefix}locations"] = len(profile.locations)
     for fmt in _export.FORMATS:
@@ -111,11 +102,11 @@ def _exports(result: Result, prefix: str, obj: Any, base: Any) -> None:
         except ImportError as e:
             result.setdefault("pending", {})[fmt] = str(e)
             continue
-        data, result[f"{prefix}{fmt}_s"] = _timed(lambda fmt=fmt: _export.render(profile, fmt))
+        data, result[f"{prefix}{fmt}_s"] = timed(lambda fmt=fmt: _export.render(profile, fmt))
         result[f"{prefix}{fmt}_bytes"] = len(data)
         # What leakguard.export(obj, path) does before writing: the profile and the
         # rendering, with this thread's allocations unrecorded.
-        data, result[f"{prefix}{fmt}_export_s"] = _timed(
+        data, result[f"{prefix}{fmt}_export_s"] = timed(
             lambda fmt=fmt: _export.render(obj, fmt, base)
         )
 
@@ -137,7 +128,7 @@ def child(case: str, blocks: int, stacks: int) -> Result:
         "nframe": nframe,
         "traced_bytes": leakguard.get_traced_memory()[0],
     }
-    first, result["snapshot_s"] = _timed(leakguard.take_snapshot)
+    first, result["snapshot_s"] = timed(leakguard.take_snapshot)
     result["blocks"] = len(first.traces)
     _exports(result, "", first, None)
     if heap_kind == "lines":
@@ -155,29 +146,11 @@ def child(case: str, blocks: int, stacks: int) -> Result:
 def run_child(case: str, blocks: int, stacks: int, timeout: float) -> Result:
     command = [sys.executable, str(Path(__file__).resolve()), "--child", case]
     command += ["--blocks", str(blocks), "--stacks", str(stacks)]
-    try:
-        proc = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=Path(__file__).resolve().parent,
-            env=child_env(),
-        )
-    except subprocess.TimeoutExpired:
-        return {"case": case, "error": f"timed out after {timeout:.0f} s"}
-    if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines()
-        return {"case": case, "error": lines[-1] if lines else f"exit {proc.returncode}"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_measurement(command, timeout, str(Path(__file__).resolve().parent))
+    return {"case": case, **result} if "error" in result else result
 
 
 # -- the report ---------------------------------------------------------------------------------
-
-
-def _median(results: list[Result], key: str) -> Optional[float]:
-    values = [r[key] for r in results if r.get(key) is not None]
-    return statistics.median(values) if values else None
 
 
 def summarise(results: list[Result], cases: Sequence[str], formats: Sequence[str]) -> Result:
@@ -187,7 +160,7 @@ def summarise(results: list[Result], cases: Sequence[str], formats: Sequence[str
         if not done:
             continue
         keys = {key for r in done for key in r if isinstance(r[key], (int, float))}
-        summary[case] = {key: _median(done, key) for key in sorted(keys)}
+        summary[case] = {key: median_of(r.get(key) for r in done) for key in sorted(keys)}
         summary[case]["runs"] = len(done)
     return summary
 

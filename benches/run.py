@@ -19,15 +19,14 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
-from _report import describe, fmt_bytes, format_table, machine_facts
-from _tracers import Mode, child_env, parse_modes, probe
+from _report import describe, fmt_bytes, format_table, machine_facts, median_of
+from _tracers import Mode, parse_modes, probe, run_measurement
 from workloads import WORKLOADS
 
 BENCHES = Path(__file__).resolve().parent
@@ -57,21 +56,7 @@ def schedule(workloads: Sequence[str], modes: Sequence[Mode], reps: int) -> list
 
 def run_child(mode: Mode, workload: str, scale: float, timeout: float) -> Run:
     command = [sys.executable, str(CHILD), mode.tracer, str(mode.nframe), workload, str(scale)]
-    try:
-        proc = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=BENCHES,
-            env=child_env(),
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
-    if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines()
-        return {"error": lines[-1] if lines else f"exit status {proc.returncode}"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_measurement(command, timeout, str(BENCHES))
 
 
 def summarise(runs: list[Run], workloads: Sequence[str], modes: Sequence[Mode]) -> list[Summary]:
@@ -80,11 +65,11 @@ def summarise(runs: list[Run], workloads: Sequence[str], modes: Sequence[Mode]) 
         by_key[run["workload"], run["mode"]].append(run)
     summaries = []
     for workload in workloads:
-        baseline = _median([r["wall_s"] for r in by_key[workload, "untraced"] if "wall_s" in r])
+        baseline = median_of([r["wall_s"] for r in by_key[workload, "untraced"] if "wall_s" in r])
         for mode in modes:
             done = [r for r in by_key[workload, mode.label] if "wall_s" in r]
             walls = [r["wall_s"] for r in done]
-            median = _median(walls)
+            median = median_of(walls)
             summaries.append(
                 {
                     "workload": workload,
@@ -97,19 +82,14 @@ def summarise(runs: list[Run], workloads: Sequence[str], modes: Sequence[Mode]) 
                     "min_s": min(walls) if walls else None,
                     "max_s": max(walls) if walls else None,
                     "ratio": median / baseline if median and baseline else None,
-                    "current_bytes": _median([r["current_bytes"] for r in done]),
-                    "peak_bytes": _median([r["peak_bytes"] for r in done]),
-                    "tracer_bytes": _median([r["tracer_bytes"] for r in done]),
-                    "capture_bytes": _median([r["capture_bytes"] for r in done]),
-                    "maxrss_kib": _median([r["maxrss_kib"] for r in done]),
+                    "current_bytes": median_of([r["current_bytes"] for r in done]),
+                    "peak_bytes": median_of([r["peak_bytes"] for r in done]),
+                    "tracer_bytes": median_of([r["tracer_bytes"] for r in done]),
+                    "capture_bytes": median_of([r["capture_bytes"] for r in done]),
+                    "maxrss_kib": median_of([r["maxrss_kib"] for r in done]),
                 }
             )
     return summaries
-
-
-def _median(values: Iterable[Optional[float]]) -> Optional[float]:
-    present = [v for v in values if v is not None]
-    return statistics.median(present) if present else None
 
 
 def checksum_mismatches(runs: list[Run]) -> dict[str, list[int]]:

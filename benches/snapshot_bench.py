@@ -22,15 +22,12 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from _report import describe, fmt_bytes, format_table, machine_facts
-from _tracers import TracemallocApi, child_env, make_tracer, probe, rss_bytes
+from _report import describe, fmt_bytes, format_table, machine_facts, median_of, timed
+from _tracers import TracemallocApi, make_tracer, probe, rss_bytes, run_measurement
 
 SITES = 50
 TRACERS = ("untraced", "tracemalloc", "leakguard")
@@ -119,19 +116,13 @@ def grow_heap(per_site: int) -> list[list[Any]]:
     ]
 
 
-def _timed(action: Callable[[], Any]) -> tuple[Any, float]:
-    started = time.perf_counter()
-    value = action()
-    return value, time.perf_counter() - started
-
-
 def child(tracer_name: str, nframe: int, blocks: int) -> Result:
     per_site = blocks // SITES
     tracer = make_tracer(tracer_name)
     gc.collect()
     rss_before = rss_bytes()
     tracer.start(nframe)
-    heap, build_s = _timed(lambda: build_heap(per_site))
+    heap, build_s = timed(lambda: build_heap(per_site))
     gc.collect()
     rss_after = rss_bytes()
     result: Result = {
@@ -144,16 +135,16 @@ def child(tracer_name: str, nframe: int, blocks: int) -> Result:
     if isinstance(tracer, TracemallocApi):
         current, peak = tracer.traced_memory() or (0, 0)
         result.update(current_bytes=current, peak_bytes=peak, tracer_bytes=tracer.tracer_memory())
-        first, result["snapshot_s"] = _timed(tracer.take_snapshot)
+        first, result["snapshot_s"] = timed(tracer.take_snapshot)
         result["traces"] = len(first.traces)
-        stats, result["statistics_s"] = _timed(lambda: first.statistics("lineno"))
+        stats, result["statistics_s"] = timed(lambda: first.statistics("lineno"))
         result["statistics_count"] = len(stats)
         result["top_site_count"] = stats[0].count if stats else 0
         del heap[:5]
         heap.extend(grow_heap(per_site))
         gc.collect()
         second = tracer.take_snapshot()
-        diff, result["compare_s"] = _timed(lambda: second.compare_to(first, "lineno"))
+        diff, result["compare_s"] = timed(lambda: second.compare_to(first, "lineno"))
         result["diff_count"] = len(diff)
     tracer.stop()
     return result
@@ -162,26 +153,12 @@ def child(tracer_name: str, nframe: int, blocks: int) -> Result:
 def run_child(tracer: str, nframe: int, blocks: int, timeout: float) -> Result:
     command = [sys.executable, str(Path(__file__).resolve()), "--child", tracer]
     command += ["--nframe", str(nframe), "--blocks", str(blocks)]
-    try:
-        proc = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=Path(__file__).resolve().parent,
-            env=child_env(),
-        )
-    except subprocess.TimeoutExpired:
-        return {"tracer": tracer, "error": f"timed out after {timeout:.0f} s"}
-    if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines()
-        return {"tracer": tracer, "error": lines[-1] if lines else f"exit {proc.returncode}"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_measurement(command, timeout, str(Path(__file__).resolve().parent))
+    return {"tracer": tracer, **result} if "error" in result else result
 
 
 def _median(results: list[Result], key: str) -> Optional[float]:
-    values = [r[key] for r in results if r.get(key) is not None]
-    return statistics.median(values) if values else None
+    return median_of(r.get(key) for r in results)
 
 
 def summarise(results: list[Result]) -> dict[str, dict[str, Any]]:
