@@ -25,6 +25,7 @@ import os.path
 from collections.abc import Iterable, Iterator, Sequence
 from functools import total_ordering
 from typing import (
+    TYPE_CHECKING,
     Any,
     Dict,
     List,
@@ -32,6 +33,7 @@ from typing import (
     Optional,
     SupportsIndex,
     Tuple,
+    TypeVar,
     Union,
     cast,
     overload,
@@ -39,6 +41,9 @@ from typing import (
 
 from . import _leakguard
 from ._errors import SnapshotError, UsageError, UsageTypeError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = [
     "BaseFilter",
@@ -441,23 +446,31 @@ class StatisticDiff:
         )
 
 
-class StatisticList(List[Statistic]):
-    """What :meth:`Snapshot.statistics` returns: a plain ``list`` of
-    :class:`Statistic` (it compares, prints and pickles as one) that a notebook
-    shows as a table and that converts to a pandas DataFrame. Slicing keeps
-    the type, so ``stats[:10]`` shows as a table too."""
+_Row = TypeVar("_Row", Statistic, StatisticDiff)
+
+
+class _Rows(List[_Row]):
+    """A plain ``list`` (it compares, prints and pickles as one) whose slices
+    keep its type, so that ``stats[:10]`` still shows as a table."""
 
     __slots__ = ()
 
     @overload
-    def __getitem__(self, index: SupportsIndex) -> Statistic: ...
+    def __getitem__(self, index: SupportsIndex) -> _Row: ...
 
     @overload
-    def __getitem__(self, index: slice) -> StatisticList: ...
+    def __getitem__(self, index: slice) -> Self: ...
 
     def __getitem__(self, index: Any) -> Any:
         item = list.__getitem__(self, index)
-        return StatisticList(item) if isinstance(index, slice) else item
+        return type(self)(item) if isinstance(index, slice) else item
+
+
+class StatisticList(_Rows[Statistic]):
+    """What :meth:`Snapshot.statistics` returns: a list of :class:`Statistic`
+    that a notebook shows as a table and that converts to a pandas DataFrame."""
+
+    __slots__ = ()
 
     def _repr_html_(self) -> str:
         from ._notebook.html import statistics_html
@@ -474,22 +487,12 @@ class StatisticList(List[Statistic]):
         return statistics_frame(self)
 
 
-class StatisticDiffList(List[StatisticDiff]):
-    """What :meth:`Snapshot.compare_to` returns: a plain ``list`` of
-    :class:`StatisticDiff` that a notebook shows as a table (growth in red)
-    and that converts to a pandas DataFrame; slices keep the type."""
+class StatisticDiffList(_Rows[StatisticDiff]):
+    """What :meth:`Snapshot.compare_to` returns: a list of :class:`StatisticDiff`
+    that a notebook shows as a table (growth in red) and that converts to a
+    pandas DataFrame."""
 
     __slots__ = ()
-
-    @overload
-    def __getitem__(self, index: SupportsIndex) -> StatisticDiff: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> StatisticDiffList: ...
-
-    def __getitem__(self, index: Any) -> Any:
-        item = list.__getitem__(self, index)
-        return StatisticDiffList(item) if isinstance(index, slice) else item
 
     def _repr_html_(self) -> str:
         from ._notebook.html import diffs_html
