@@ -14,7 +14,7 @@ import html
 import linecache
 from typing import TYPE_CHECKING, Dict, Iterable, List, NamedTuple, Sequence, Tuple
 
-from .._hunter.report import _where
+from .._hunter.report import _where, shown_frames
 from .._model import Snapshot, Statistic, StatisticDiff, Traceback, _format_size
 
 if TYPE_CHECKING:
@@ -126,8 +126,6 @@ def _location(traceback: Traceback, extra: str = "") -> str:
     """``file:line`` and its source line, with the traceback folded under it
     when it has more than one frame (up to the machinery running the code:
     leakguard, a test runner, a notebook kernel, which is left out)."""
-    from .._hunter.report import shown_frames
-
     if not len(traceback):
         return "<td>?</td>"
     traceback = shown_frames(traceback)
@@ -146,8 +144,9 @@ def _location(traceback: Traceback, extra: str = "") -> str:
     return f"<td>{label}</td>"
 
 
-def _more(shown: int, total: int, what: str) -> str:
-    return f"… {total - shown:,} more {what}" if total > shown else ""
+def _more(limit: int, total: int, what: str) -> str:
+    """What a table of ``limit`` rows out of ``total`` leaves out, if anything."""
+    return f"… {total - limit:,} more {what}" if total > limit else ""
 
 
 # -- per-line grouping with the biggest traceback --------------------------
@@ -229,7 +228,7 @@ def snapshot_html(snapshot: Snapshot, limit: int = TOP_LINES) -> str:
     table = _table(
         _STAT_HEADERS,
         _stat_rows(stats, total, limit),
-        _more(min(limit, len(stats)), len(stats), "lines"),
+        _more(limit, len(stats), "lines"),
     )
     return _view(head, table)
 
@@ -242,7 +241,7 @@ def statistics_html(stats: Sequence[Statistic], limit: int = MAX_ROWS) -> str:
         f'<div class="lg-head"><b>Statistics</b> <span class="lg-muted">{len(stats):,} rows · '
         f"{blocks:,} blocks · {_e(_size(total))}</span></div>"
     )
-    more = _more(min(limit, len(stats)), len(stats), "rows")
+    more = _more(limit, len(stats), "rows")
     return _view(head, _table(_STAT_HEADERS, _stat_rows(stats, total, limit), more))
 
 
@@ -285,7 +284,7 @@ def diffs_html(diffs: Sequence[StatisticDiff], limit: int = MAX_ROWS, title: str
         f'<span class="{_trend(change)}">{_e(_signed(change))}</span> '
         f'<span class="lg-muted">in all · {grew:,} of {len(diffs):,} rows grew</span></div>'
     )
-    more = _more(min(limit, len(diffs)), len(diffs), "rows")
+    more = _more(limit, len(diffs), "rows")
     return _view(head, _table(_DIFF_HEADERS, _diff_rows(rows, limit), more))
 
 
@@ -435,7 +434,7 @@ def tracker_html(tracker: Tracker, limit: int = TOP_LINES) -> str:
                 _table(
                     _DIFF_HEADERS,
                     _diff_rows(rows, limit),
-                    _more(min(limit, len(rows)), len(rows), "lines"),
+                    _more(limit, len(rows), "lines"),
                 )
             )
         else:
@@ -460,7 +459,7 @@ def tracker_html(tracker: Tracker, limit: int = TOP_LINES) -> str:
             _table(
                 _STAT_HEADERS,
                 _stat_rows(stats, total, limit),
-                _more(min(limit, len(stats)), len(stats), "lines"),
+                _more(limit, len(stats), "lines"),
             )
         )
     return _view(*parts)

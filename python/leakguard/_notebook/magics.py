@@ -221,9 +221,7 @@ class LeakguardMagics(Magics):
                 nframe=args.nframe,
                 runner=NOTEBOOK_PACKAGES,
             )
-            self._shell.display_pub.publish(
-                {"text/plain": str(report), "text/html": report._repr_html_()}
-            )
+            self._display(str(report), report._repr_html_())
             if args.flame and report.leaks:
                 self._flame(report)
             return None
@@ -231,9 +229,7 @@ class LeakguardMagics(Magics):
         with tracker:
             value = run()
         shown = TrackedCell(tracker, args.limit)
-        self._shell.display_pub.publish(
-            {"text/plain": repr(shown), "text/html": shown._repr_html_()}
-        )
+        self._display(repr(shown), shown._repr_html_())
         if args.flame:
             self._flame(tracker)
         return value
@@ -242,9 +238,11 @@ class LeakguardMagics(Magics):
         from .._export.flamegraph import flame_graph
 
         graph = flame_graph(obj)
-        self._shell.display_pub.publish(
-            {"text/plain": repr(graph), "text/html": graph._repr_html_()}
-        )
+        self._display(repr(graph), graph._repr_html_())
+
+    def _display(self, text: str, page: str) -> None:
+        """Shows one output below the cell: ``page`` where HTML renders, else ``text``."""
+        self._shell.display_pub.publish({"text/plain": text, "text/html": page})
 
     # -- before/after snapshots ------------------------------------------------
 
