@@ -263,17 +263,7 @@ class Tracker:
         return "\n".join(lines)
 
 
-def track(
-    nframe: int = DEFAULT_NFRAME,
-    *,
-    collect: bool = True,
-    snapshots: bool = True,
-    exact: bool = True,
-    thread_only: bool = False,
-) -> Tracker:
-    """A :class:`Tracker`: ``with leakguard.track(nframe=10) as t: work()``,
-    then ``t.peak``, ``t.leaked``, ``t.diff("lineno")``, ``t.at_peak()``; or
-    ``@leakguard.track()``."""
-    return Tracker(
-        nframe, collect=collect, snapshots=snapshots, exact=exact, thread_only=thread_only
-    )
+#: ``with leakguard.track(nframe=10) as t: work()``, then ``t.peak``,
+#: ``t.leaked``, ``t.diff("lineno")``, ``t.at_peak()``; or ``@leakguard.track()``.
+#: The tracker class itself, under the name the API gives it.
+track = Tracker
