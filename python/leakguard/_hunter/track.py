@@ -8,7 +8,7 @@ import gc
 import os
 import time
 from types import TracebackType
-from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Type, TypeVar
 
 from .. import _leakguard as native
 from .._errors import UsageError
@@ -45,6 +45,16 @@ def left_alive(diffs: List[StatisticDiff]) -> Tuple[int, int]:
     """Bytes and blocks allocated and still alive, from a per-traceback diff."""
     grew = [d for d in diffs if d.size_diff > 0]
     return sum(d.size_diff for d in grew), sum(d.count_diff for d in grew)
+
+
+class _Compared(NamedTuple):
+    """A tracker's snapshots without leakguard's own blocks, and the bytes and
+    blocks the block left alive; ``of``: the snapshots they were made from."""
+
+    of: Tuple[Snapshot, Snapshot]
+    before: Snapshot
+    after: Snapshot
+    left: Tuple[int, int]
 
 
 class Tracker:
@@ -95,7 +105,7 @@ class Tracker:
         self.net = 0
         self.duration = 0.0
         self._traces: List[WatchedTrace] = []
-        self._own_left_out: Optional[Tuple[Snapshot, Snapshot, Snapshot, Snapshot]] = None
+        self._done: Optional[_Compared] = None
         # How many tracebacks at_peak() reads back (the pytest plugin's
         # summary, which shows a test's top 3 lines, needs fewer).
         self._peak_tracebacks = PEAK_TRACEBACKS
@@ -183,19 +193,21 @@ class Tracker:
     def diff(self, key_type: str = "lineno", cumulative: bool = False) -> StatisticDiffList:
         """``after.compare_to(before, key_type, cumulative)``, leaving out
         blocks allocated by leakguard itself (the tracker's own bookkeeping)."""
+        compared = self._compared()
+        return compared.after.compare_to(compared.before, key_type, cumulative)
+
+    def _compared(self) -> _Compared:
+        # Filtered, and what was left alive counted, once per tracked block:
+        # leaked, leaked_blocks, str() and the notebook table all read them.
         if self.before is None or self.after is None:
             raise UsageError("nothing tracked yet: use the tracker as a context manager first")
-        pair = self._own_left_out
-        if pair is None or pair[0] is not self.before or pair[1] is not self.after:
+        done = self._done
+        if done is None or done.of[0] is not self.before or done.of[1] is not self.after:
             own = [Filter(False, os.path.join(os.path.dirname(os.path.dirname(__file__)), "*"))]
-            pair = (
-                self.before,
-                self.after,
-                self.before.filter_traces(own),
-                self.after.filter_traces(own),
-            )
-            self._own_left_out = pair
-        return pair[3].compare_to(pair[2], key_type, cumulative)
+            before, after = self.before.filter_traces(own), self.after.filter_traces(own)
+            left = left_alive(after.compare_to(before, "traceback"))
+            done = self._done = _Compared((self.before, self.after), before, after, left)
+        return done
 
     def at_peak(self, key_type: str = "lineno") -> List[Statistic]:
         """What the block held when its traced memory was at its highest:
@@ -227,13 +239,13 @@ class Tracker:
         """Bytes allocated during the block and alive after it."""
         if self.before is None or self.after is None:
             return 0
-        return left_alive(self.diff("traceback"))[0]
+        return self._compared().left[0]
 
     @property
     def leaked_blocks(self) -> int:
         if self.before is None or self.after is None:
             return 0
-        return left_alive(self.diff("traceback"))[1]
+        return self._compared().left[1]
 
     def __repr__(self) -> str:
         if not self._tracked:
