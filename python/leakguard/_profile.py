@@ -20,10 +20,21 @@ import linecache
 import os
 import sys
 from bisect import bisect_right
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Dict,
+    Iterable,
+    List,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+)
 
 from ._errors import UsageTypeError
-from ._model import Snapshot, Statistic, StatisticDiff, Traceback
+from ._model import Snapshot, Statistic, StatisticDiff, Traceback, _raw_of
 
 if TYPE_CHECKING:
     from ._hunter.report import LeakReport
@@ -72,7 +83,15 @@ class Profile:
     outermost end).
     """
 
-    __slots__ = ("kind", "title", "locations", "samples", "traceback_limit", "_index")
+    __slots__ = (
+        "kind",
+        "title",
+        "locations",
+        "samples",
+        "traceback_limit",
+        "_index",
+        "_inline_lines",
+    )
 
     def __init__(self, kind: str, title: str = "", traceback_limit: int = 1) -> None:
         if kind not in KINDS:
@@ -83,23 +102,21 @@ class Profile:
         self.locations: List[Location] = []
         self.samples: List[Sample] = []
         self._index: Dict[Tuple[Any, ...], int] = {}
+        # Locations on a line holding a comprehension, generator expression or
+        # lambda: stacks through them need a look for that construct's frame.
+        self._inline_lines: Set[Optional[int]] = set()
 
     # -- building -------------------------------------------------------------
 
-    def _stack(self, traceback: Traceback, names: FunctionNames) -> Tuple[int, ...]:
+    def _stack(self, frames: Tuple[Tuple[str, int], ...], names: FunctionNames) -> Tuple[int, ...]:
         # The raw (filename, lineno) pairs, oldest first, without a Frame
         # object for each: most stacks are made of lines already seen.
-        frames = traceback._frames
         index = self._index
-        try:
-            known = tuple([index[key] for key in frames])
-            # A line repeated (a recursion, or a comprehension's frame on its
-            # caller's line) needs the slow path's look; a set of small ints
-            # tells cheaply that there is none.
-            if len(set(known)) == len(known):
-                return known
-        except KeyError:
-            pass
+        known = [index.get(key) for key in frames]
+        # Known lines, none of them holding a comprehension or a lambda whose
+        # frame could sit on it: done (a recursion repeats a location, rightly).
+        if None not in known and self._inline_lines.isdisjoint(known):
+            return tuple(known)  # type: ignore[arg-type]
         stack = []
         caller: Optional[Tuple[str, int]] = None
         last = len(frames) - 1
@@ -117,7 +134,12 @@ class Profile:
             at = index.get(slot)
             if at is None:
                 at = index[slot] = len(self.locations)
-                name = inline if inline is not None else names.lookup(key[0], key[1])
+                if inline is not None:
+                    name = inline
+                else:
+                    name = names.lookup(key[0], key[1])
+                    if names.inline(key[0], key[1]) is not None:
+                        self._inline_lines.add(at)
                 self.locations.append(Location(key[0], key[1], name))
             stack.append(at)
         return tuple(stack)
@@ -132,7 +154,7 @@ class Profile:
         names: Optional[FunctionNames] = None,
     ) -> None:
         """Add a sample for ``traceback`` (a :class:`leakguard.Traceback`)."""
-        stack = self._stack(traceback, names or _NAMES)
+        stack = self._stack(traceback._frames, names or _NAMES)
         self.samples.append(Sample(stack, size, count, size_diff, count_diff))
 
     @classmethod
@@ -149,10 +171,14 @@ class Profile:
     @classmethod
     def from_snapshot(cls, snapshot: Snapshot, title: str = "") -> Profile:
         """Live memory per allocation traceback."""
-        limit = int(snapshot.traceback_limit)
-        return cls.from_statistics(
-            snapshot.statistics("traceback"), title or "live memory", max(limit, 1)
-        )
+        profile = cls("snapshot", title or "live memory", max(int(snapshot.traceback_limit), 1))
+        names = FunctionNames()
+        # The engine's rows as they come (frames most recent first): no
+        # Statistic and Traceback objects for tracebacks seen only here.
+        for size, count, frames in snapshot._raw_snapshot().statistics("traceback", False):
+            stack = profile._stack(frames[::-1], names)
+            profile.samples.append(Sample(stack, size, count))
+        return profile
 
     @classmethod
     def from_diffs(
@@ -169,7 +195,13 @@ class Profile:
     def from_compare(cls, new: Snapshot, old: Snapshot, title: str = "") -> Profile:
         """What changed from ``old`` to ``new``, per allocation traceback."""
         limit = max(int(new.traceback_limit), int(old.traceback_limit), 1)
-        return cls.from_diffs(new.compare_to(old, "traceback"), title, limit)
+        profile = cls("diff", title or "what changed", limit)
+        names = FunctionNames()
+        rows = new._raw_snapshot().compare_to(_raw_of(old), "traceback", False)
+        for size, size_diff, count, count_diff, frames in rows:  # as from_snapshot
+            stack = profile._stack(frames[::-1], names)
+            profile.samples.append(Sample(stack, size, count, size_diff, count_diff))
+        return profile
 
     @classmethod
     def from_tracker(cls, tracker: Tracker, title: str = "") -> Profile:
@@ -286,10 +318,7 @@ class FunctionNames:
         spans = self._spans(filename)
         if spans is None:
             return None
-        label = None
-        for start, end, kind in spans[2]:
-            if start <= lineno <= end:
-                label = kind  # later rows are inner ones
+        label = spans[2].get(lineno)
         if label is None:
             return None
         outer = self.lookup(filename, lineno)
@@ -315,9 +344,9 @@ class FunctionNames:
 
 
 #: Per file: the start lines of its definitions, the definitions as (start,
-#: end, qualified name), and its comprehensions and lambdas as (start, end,
-#: ``<listcomp>``…), each list sorted by start.
-_Spans = Tuple[List[int], List[Tuple[int, int, str]], List[Tuple[int, int, str]]]
+#: end, qualified name) sorted by start, and each line a comprehension or
+#: lambda covers with the innermost one's name (``<listcomp>``…).
+_Spans = Tuple[List[int], List[Tuple[int, int, str]], Dict[int, str]]
 
 _INLINE: Dict[type, str] = {ast.GeneratorExp: "<genexpr>", ast.Lambda: "<lambda>"}
 if sys.version_info < (3, 12):  # from 3.12 on, comprehensions run in their caller's frame
@@ -362,8 +391,11 @@ def _function_spans(filename: str) -> Optional[_Spans]:
 
     visit(tree, "")
     rows.sort(key=lambda r: (r[0], -r[1]))
+    # Each line a comprehension or lambda covers -> the innermost one's name
+    # (sorted outermost first, so inner ones write last).
     inline.sort(key=lambda r: (r[0], -r[1]))
-    return [r[0] for r in rows], rows, inline
+    inline_at = {line: kind for start, end, kind in inline for line in range(start, end + 1)}
+    return [r[0] for r in rows], rows, inline_at
 
 
 _NAMES = FunctionNames()
