@@ -37,6 +37,9 @@ MAX_DEPTH = 14
 MAX_FRONTIER = 200
 SAMPLES_PER_SITE = 3
 BLOCKS_PER_TRACEBACK = 256
+#: Items of a container met through its buffer that are looked at for objects
+#: of the site (the latest ones: what grows is appended).
+ITEMS_LOOKED_AT = 4096
 CHAINS_PER_SITE = 2
 
 _OWN_DIR = os.path.normcase(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -422,8 +425,20 @@ def find_holders(
     frontier: List[int] = []
     done: Set[int] = set()
     # Objects allocated at the site say more than the container whose buffer
-    # grew there (the chain then runs down to the item): prefer them.
+    # grew there (the chain then runs down to the item): prefer them. A site
+    # met only through such a buffer may still own some of that container's
+    # items (objects the collector does not track, say small dicts, are not
+    # in gc.get_objects()): look for them among its latest items.
     has_own = {site for site, _, via_buffer, _ in located if not via_buffer}
+    containers = [obj for site, obj, via_buffer, _ in located if via_buffer and site not in has_own]
+    if containers:
+        items = [item for obj in containers for item in gc.get_referents(obj)[-ITEMS_LOOKED_AT:]]
+        for found in native._locate_objects(items, blocks, SAMPLES_PER_SITE):
+            if not found[2]:
+                located.append(found)
+                has_own.add(found[0])
+        del items
+    del containers
     for site, obj, via_buffer, untracked_path in located:
         if via_buffer and site in has_own:
             continue
