@@ -396,3 +396,77 @@ def test_total_frame_count_stays_exact_as_the_stack_changes_under_the_same_frame
         for n in [5, 30, 5, 60, 2, 30, 31, 29] * 2:
             got, expected = next(nested(n, limit))
             assert got == expected, (limit, n, "nested generators")
+
+
+def test_total_frame_count_stays_exact_through_mixed_recursion():
+    # A recursion whose every level picks another way to call the next one:
+    # directly, through a generator resumed from C (str.join, sum), a
+    # comprehension, `yield from`, a class's __init__, a __str__ reached
+    # through str(), map(). Generator objects, data-stack slots and C frames
+    # are recycled from one descent to the next while the stack below them
+    # differs, which is what the per-thread frame-count cache must see
+    # through; the same shapes repeat, so it also gets to hit.
+    import random
+
+    rng = random.Random(20261124)
+    seen: list[tuple[int, int]] = []
+
+    def probe(limit):
+        seen.append((_leakguard._capture_stack(limit)[1], _depth()))
+        return 1
+
+    class Step:
+        def __init__(self, plan, limit):
+            self.value = level(plan, limit)
+
+    class Text:
+        def __init__(self, plan, limit):
+            self.plan, self.limit = plan, limit
+
+        def __str__(self):
+            return str(level(self.plan, self.limit))
+
+    def nested(plan, limit):
+        yield level(plan, limit)
+
+    def forward(plan, limit):
+        yield from nested(plan, limit)
+
+    def level(plan, limit):
+        if not plan:
+            return probe(limit)
+        how, rest = plan[0], plan[1:]
+        if how == 0:
+            return level(rest, limit)
+        if how == 1:
+            return len(" ".join(str(level(rest, limit)) for _ in (0,)))
+        if how == 2:
+            return sum(level(rest, limit) for _ in (0,))
+        if how == 3:
+            return [level(rest, limit) for _ in (0,)][0]
+        if how == 4:
+            return next(forward(rest, limit))
+        if how == 5:
+            return Step(rest, limit).value
+        if how == 6:
+            return int(str(Text(rest, limit)))
+        return list(map(lambda p: level(p, limit), [rest]))[0]
+
+    shapes = [[rng.randrange(8) for _ in range(rng.randrange(0, 60))] for _ in range(12)]
+    shapes += [[4] * 40, [1, 0] * 30, [2, 4, 0] * 15]  # generator runs, alternations
+    for _ in range(2000):
+        plan = rng.choice(shapes)
+        # Shapes that share a prefix and differ below, or the reverse.
+        if rng.random() < 0.5:
+            cut = rng.randrange(len(plan) + 1)
+            plan = plan[:cut] + rng.choice(shapes)[cut:]
+        level(plan, rng.choice((1, 2, 5, 25)))
+    bad = [(got, want) for got, want in seen if got != want]
+    # 3.9/3.10 always walk. From 3.11 a cached count may be taken over by a
+    # new activation whose frames below fill exactly the same data-stack and
+    # C-stack bytes (3.11) or hold as many units (3.12+), under the same four
+    # frames with the same first locals: the risk the README states. Random
+    # shapes like these meet it about once in 20,000 captures; the cache
+    # before witnesses and first locals got 1 in 600 wrong here.
+    allowed = 0 if sys.version_info < (3, 11) else len(seen) // 1000
+    assert len(bad) <= allowed, f"{len(bad)} of {len(seen)} counts wrong, e.g. {bad[:5]}"

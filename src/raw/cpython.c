@@ -119,34 +119,60 @@ encode_line(int lineno)
 #endif
 
 /*
- * The depth below the kept frames, cached per thread.
+ * The depth below the kept frames, cached per thread (3.11+).
  *
  * tracemalloc's total_nframe needs the whole stack counted on every
  * allocation: 500 pointer loads per allocation in a recursion 500 deep. But
- * a frame below the kept ones is suspended in a call, and while a frame stays
- * suspended in the same call, nothing below it can change. So each thread
- * keeps a small direct-mapped table: frame address -> (its code, its
- * instruction position, its caller's address, counted frames from it to the
- * bottom). A capture walks down from the first frame it does not keep until
- * it meets LG_RUN consecutive frames that all match their entries and whose
- * counts agree with each other (each = the next one + itself), or the bottom
- * of the stack; the count then follows from the first of them. Frames walked
- * on the way are entered in the table, so a recursion that goes one level
- * deeper or shallower costs a handful of loads, not its depth. Only this
- * thread's live frames are read; table entries are compared, never
- * dereferenced.
+ * a frame below the kept ones is suspended in a call, and while that very
+ * activation stays suspended, nothing below it can change. So each thread
+ * keeps a small direct-mapped table: (frame address, witness) -> (its code,
+ * its instruction position, its caller's address, counted frames from it to
+ * the bottom). A capture walks down from the first frame it does not keep
+ * until it meets LG_RUN consecutive frames that all match their entries and
+ * whose counts agree with each other (each = the next one + itself), or the
+ * bottom of the stack; the count then follows from the first of them. Frames
+ * walked on the way are entered in the table (the first LG_PATH, then LG_RUN
+ * in a row every LG_STRIDE), so a recursion that goes one level deeper or
+ * shallower costs a handful of loads, not its depth. Only this thread's live
+ * frames are read; table entries are compared, never dereferenced.
+ *
+ * The hard part is telling the same activation from a new one at a recycled
+ * address: data-stack slots and generator objects are reused, and a
+ * recursion reuses them in order, with the same code, instruction and caller
+ * addresses at another depth. Two facts settle it:
+ *
+ * - A frame on the thread's data stack is pinned by its address: its offset
+ *   in one contiguous stack is the size of the data-stack frames below it.
+ * - The witness, a number the walk derives for each frame that a new
+ *   activation at another depth would not share. 3.11: a frame entered from
+ *   C (every generator frame in 3.11: they are resumed only from C) is
+ *   witnessed by the address of its eval loop's _PyCFrame on the C stack,
+ *   i.e. by the depth of C calls below it; other frames must be on the data
+ *   stack. 3.12+: the frame's key, the interpreter's count of Python frames
+ *   (py_recursion_remaining: one unit per frame the eval loop started, none
+ *   for a shim frame) minus the units the frames above hold, i.e. the units
+ *   below and in the frame itself. The key is not quite the count
+ *   (3.13's __init__ trampoline holds a unit and is not counted), so a run
+ *   must also hold a frame pinned on the data stack.
+ *
+ * A new activation would need frames below that fill exactly the same
+ * data-stack bytes and the same C stack (3.11) or the same number of frames
+ * give or take trampolines (3.12+), under the same four frames at the same
+ * instructions. We accept that residual risk for total_nframe, which no
+ * grouping or diff uses. 3.11's own counter is no witness: it also counts
+ * C-level guards held in calls between frames (str.join over a generator
+ * takes one, sum() does not), which would shift the keys below as the stack
+ * grows. Before 3.11 every frame is a heap object recycled through free
+ * lists and the counter counts guards too, so 3.9 and 3.10 always walk.
  */
-#define LG_DEPTH_SLOTS 256 /* power of two */
-#define LG_RUN 4
-#define LG_PATH 64
+#if PY_VERSION_HEX >= 0x030B0000
+#  define LG_DEPTH_SLOTS 1024 /* power of two */
+#  define LG_DEPTH_BITS 10
+#  define LG_RUN 4
+#  define LG_PATH 64
+#  define LG_STRIDE 32
+#  define LG_PATH_MAX 192
 
-#if PY_VERSION_HEX < 0x030B0000
-typedef PyFrameObject lg_frame_t;
-#  define LG_NEXT(f) ((f)->f_back)
-#  define LG_CODE(f) ((const void *)(f)->f_code)
-#  define LG_POS(f) ((intptr_t)(f)->f_lasti)
-#  define LG_COUNTED(f) 1u
-#else
 typedef _PyInterpreterFrame lg_frame_t;
 #  define LG_NEXT(f) ((f)->previous)
 #  if PY_VERSION_HEX < 0x030D0000
@@ -156,53 +182,36 @@ typedef _PyInterpreterFrame lg_frame_t;
 #    define LG_CODE(f) ((const void *)(f)->f_executable)
 #    define LG_POS(f) ((intptr_t)(f)->instr_ptr)
 #  endif
+
 #  if PY_VERSION_HEX >= 0x030C0000
-#    define LG_COUNTED(f) ((f)->owner != FRAME_OWNED_BY_CSTACK ? 1u : 0u)
+/* Whether tracemalloc counts the frame, as it walks with
+ * _PyFrame_GetFirstComplete at every level: not a shim frame (owned by the
+ * C stack), not incomplete (3.13's trampoline that runs after an __init__,
+ * pushed by CALL_ALLOC_AND_ENTER_INIT, looks incomplete below the top too),
+ * and on 3.13 a code object (see lg_capture_stack). */
+static inline uint32_t
+lg_counted(_PyInterpreterFrame *f)
+{
+    if (f->owner == FRAME_OWNED_BY_CSTACK) {
+        return 0;
+    }
+#    if PY_VERSION_HEX >= 0x030D0000
+    if (!PyCode_Check(f->f_executable)) {
+        return 0;
+    }
+#    endif
+    return _PyFrame_IsIncomplete(f) ? 0 : 1;
+}
+#    define LG_COUNTED(f) lg_counted(f)
 #  else
 #    define LG_COUNTED(f) 1u
 #  endif
-#endif
 
-typedef struct {
-    const void *frame;
-    const void *code;
-    const void *back;
-    intptr_t pos;
-    uint32_t count; /* counted frames from `frame` (included) to the bottom */
-} lg_depth_entry;
-
-static __thread lg_depth_entry lg_depths[LG_DEPTH_SLOTS];
-
-/* `table` is lg_depths, fetched once per walk: each mention of a __thread
- * variable in a shared library costs a call to __tls_get_addr. */
-static inline lg_depth_entry *
-depth_slot(lg_depth_entry *table, const lg_frame_t *f)
-{
-    uint64_t h = ((uint64_t)(uintptr_t)f >> 4) * UINT64_C(0x9E3779B97F4A7C15);
-    return &table[h >> (64 - 8)];
-}
-
-/*
- * Only frames on a stack may vouch for a count. From 3.11 Python frames
- * live on the thread's data stack, where a frame's address is its offset in
- * one contiguous stack, so four frames in a row with the same addresses,
- * codes, positions and caller addresses sit on the same number of bytes of
- * frames below. A different count would need a different set of frames
- * below that adds up to exactly the same size, under a frame at the same
- * address calling the same four frames at the same instructions; we accept
- * that risk for total_nframe, which
- * no grouping or diff uses. Generator and coroutine frames live in heap
- * objects that are recycled, so only frames found inside the thread's
- * data-stack chunks can match. Before 3.11 every frame is a heap object
- * recycled through free lists, where such line-ups are common (a recursion
- * reuses its frames' addresses in order), so 3.9 and 3.10 always walk.
- */
-#if PY_VERSION_HEX >= 0x030B0000
 /* The calling thread's data-stack chunks, newest first (set per capture). */
 static __thread const _PyStackChunk *lg_chunks;
 
 /* Whether `f` lives in one of the thread's data-stack chunks (rather than in
- * a generator or coroutine object on the heap, or on the C stack). */
+ * a generator object on the heap, or on the C stack). */
 static inline int
 on_data_stack(const lg_frame_t *f)
 {
@@ -213,19 +222,142 @@ on_data_stack(const lg_frame_t *f)
     }
     return 0;
 }
-#endif
+
+/*
+ * The walk's witness state, stepped past each frame in walk order: 3.11 the
+ * _PyCFrame the next frame belongs to, 3.12+ the next frame's key.
+ */
+typedef uintptr_t lg_witness;
+
+#  if PY_VERSION_HEX < 0x030C0000
+/* Frames from one entry frame up to the next belong to one run of the eval
+ * loop and its _PyCFrame (tstate->cframe is the innermost's); below an
+ * entry frame the previous one's begin. A NULL state (more entry frames
+ * than C frames: never seen) makes every later entry frame unable to
+ * vouch. */
+static inline lg_witness
+witness_step(lg_witness w, const lg_frame_t *f)
+{
+    if (f->is_entry && w != 0) {
+        return (lg_witness)((const _PyCFrame *)w)->previous;
+    }
+    return w;
+}
+
+/* The frame's witness, 0 when it cannot vouch for a count. */
+static inline lg_witness
+witness_of(lg_witness w, const lg_frame_t *f)
+{
+    if (f->is_entry) {
+        return w;
+    }
+    return on_data_stack(f) ? 1 : 0;
+}
+
+/* The witness already holds the pin rule. */
+#    define LG_PINNED(f) 1
+
+static inline lg_witness
+first_witness(PyThreadState *tstate)
+{
+    return (lg_witness)tstate->cframe;
+}
+#  else
+/* The units of py_recursion_remaining a frame holds: one per frame, none
+ * for a shim frame (3.13's __init__ trampoline holds one:
+ * CALL_ALLOC_AND_ENTER_INIT takes it when it pushes the frame). */
+#    define LG_UNITS(f) ((f)->owner != FRAME_OWNED_BY_CSTACK ? 1u : 0u)
+
+static inline lg_witness
+witness_step(lg_witness w, const lg_frame_t *f)
+{
+    return (uint32_t)(w - LG_UNITS(f));
+}
+
+/* Every frame may vouch under its key. The high bit keeps key 0 apart from
+ * "cannot vouch". */
+static inline lg_witness
+witness_of(lg_witness w, const lg_frame_t *f)
+{
+    (void)f;
+    return (uint32_t)w | ((lg_witness)1 << 63);
+}
+
+#    define LG_PINNED(f) on_data_stack(f)
+
+/* The key of the frame on top: the thread's py_recursion_limit minus
+ * py_recursion_remaining (sys.setrecursionlimit moves both together, so
+ * the difference is the depth). Two int fields of our own thread state. */
+static inline lg_witness
+first_witness(PyThreadState *tstate)
+{
+    return (uint32_t)tstate->py_recursion_limit - (uint32_t)tstate->py_recursion_remaining;
+}
+#  endif
+
+/*
+ * The frame's first local (its first argument, a generator expression's
+ * iterator ...), or NULL when it has none. A suspended frame's locals cannot
+ * change, and a new activation at the same address seldom gets the same
+ * object in its first local: one more thing a recycled frame must match.
+ * The code object is the frame's own, alive while the frame is.
+ */
+static inline const void *
+lg_local0(const lg_frame_t *f)
+{
+#  if PY_VERSION_HEX < 0x030D0000
+    const PyCodeObject *code = f->f_code;
+#  else
+    if (!PyCode_Check(f->f_executable)) {
+        return NULL;
+    }
+    const PyCodeObject *code = (const PyCodeObject *)f->f_executable;
+#  endif
+    return code->co_nlocalsplus > 0 ? (const void *)f->localsplus[0] : NULL;
+}
+
+typedef struct {
+    const void *frame;
+    const void *code;
+    const void *back;
+    const void *local0;
+    intptr_t pos;
+    lg_witness witness;
+    uint32_t count; /* counted frames from `frame` (included) to the bottom */
+} lg_depth_entry;
+
+static __thread lg_depth_entry lg_depths[LG_DEPTH_SLOTS];
+
+/* `table` is lg_depths, fetched once per walk: each mention of a __thread
+ * variable in a shared library costs a call to __tls_get_addr. Hashed on the
+ * witness too, so that one address under several witnesses keeps an entry
+ * for each. */
+static inline lg_depth_entry *
+depth_slot(lg_depth_entry *table, const lg_frame_t *f, lg_witness w)
+{
+    uint64_t h = ((uint64_t)(uintptr_t)f >> 4) ^ ((uint64_t)w * UINT64_C(0xD6E8FEB86659FD93));
+    h *= UINT64_C(0x9E3779B97F4A7C15);
+    return &table[h >> (64 - LG_DEPTH_BITS)];
+}
 
 static inline int
-depth_matches(const lg_depth_entry *e, lg_frame_t *f)
+depth_matches(const lg_depth_entry *e, const lg_frame_t *f, lg_witness w)
 {
-#if PY_VERSION_HEX < 0x030B0000
-    (void)e;
-    (void)f;
-    return 0;
-#else
-    return e->frame == f && e->code == LG_CODE(f) && e->pos == LG_POS(f)
-           && e->back == (const void *)LG_NEXT(f) && on_data_stack(f);
-#endif
+    return w != 0 && e->frame == f && e->witness == w && e->code == LG_CODE(f)
+           && e->pos == LG_POS(f) && e->back == (const void *)LG_NEXT(f)
+           && e->local0 == lg_local0(f);
+}
+
+static inline void
+depth_enter(lg_depth_entry *e, lg_frame_t *f, lg_witness w, uint32_t count)
+{
+    e->frame = f;
+    e->code = LG_CODE(f);
+    e->back = LG_NEXT(f);
+    e->local0 = lg_local0(f);
+    e->pos = LG_POS(f);
+    e->witness = w;
+    e->count = count;
 }
 
 /*
@@ -233,73 +365,67 @@ depth_matches(const lg_depth_entry *e, lg_frame_t *f)
  * consecutive allocations come from under the same frames, and checking
  * LG_RUN remembered frames in order costs no hashing. Same validation rule:
  * LG_RUN consecutive frames (or down to the bottom) that are the very frames,
- * codes, positions and callers remembered.
+ * codes, positions, callers and witnesses remembered, one of them pinned.
  */
 static __thread lg_depth_entry lg_last[LG_RUN];
 static __thread int lg_last_len;
 
 static inline int
-last_matches(const lg_depth_entry *last, int len, lg_frame_t *k)
+last_matches(const lg_depth_entry *last, int len, lg_frame_t *k, lg_witness state)
 {
     if (len == 0 || last[0].frame != k) {
         return 0;
     }
+    int pinned = 0;
     lg_frame_t *f = k;
     for (int i = 0; i < len; i++, f = LG_NEXT(f)) {
-        if (f == NULL || !depth_matches(&last[i], f)) {
+        if (f == NULL || !depth_matches(&last[i], f, witness_of(state, f))) {
             return 0;
         }
+        pinned = pinned || LG_PINNED(f);
+        state = witness_step(state, f);
     }
-    return 1;
+    return pinned;
 }
 
-static uint32_t count_from_table(lg_frame_t *k);
+static uint32_t count_from_table(lg_frame_t *k, lg_witness state);
 
-/* Counted frames from `k` (included) to the bottom of the stack. */
+/* Counted frames from `k` (included) to the bottom of the stack; `state` is
+ * the witness state at k. */
 static uint32_t
-count_from(lg_frame_t *k)
+count_from(lg_frame_t *k, lg_witness state)
 {
     if (k == NULL) {
         return 0;
     }
-#if PY_VERSION_HEX < 0x030B0000
-    {
-        uint32_t c = 0;
-        for (lg_frame_t *f = k; f != NULL; f = LG_NEXT(f)) {
-            c++;
-        }
-        return c;
-    }
-#endif
     lg_depth_entry *last = lg_last;
-    if (last_matches(last, lg_last_len, k)) {
+    if (last_matches(last, lg_last_len, k, state)) {
         return last[0].count;
     }
-    uint32_t total = count_from_table(k);
-    /* Remember k and the frames under it, with their counts. */
+    uint32_t total = count_from_table(k, state);
+    /* Remember k and the frames under it, with their witnesses and counts. */
     uint32_t c = total;
     int i = 0;
     for (lg_frame_t *f = k; f != NULL && i < LG_RUN; f = LG_NEXT(f), i++) {
-        last[i].frame = f;
-        last[i].code = LG_CODE(f);
-        last[i].back = LG_NEXT(f);
-        last[i].pos = LG_POS(f);
-        last[i].count = c;
+        depth_enter(&last[i], f, witness_of(state, f), c);
         c -= LG_COUNTED(f);
+        state = witness_step(state, f);
     }
     lg_last_len = i;
     return total;
 }
 
 static uint32_t
-count_from_table(lg_frame_t *k)
+count_from_table(lg_frame_t *k, lg_witness state)
 {
-    lg_frame_t *path[LG_PATH];
-    uint32_t path_above[LG_PATH];
+    lg_frame_t *path[LG_PATH_MAX];
+    uint32_t path_above[LG_PATH_MAX];
+    lg_witness path_witness[LG_PATH_MAX];
     int npath = 0;
     uint32_t above = 0; /* counted frames from k down to f, f excluded */
     uint32_t total = 0;
     int run = 0;
+    int pinned = 0;
     uint32_t run_above = 0;
     uint32_t run_count = 0;
     const lg_depth_entry *prev_entry = NULL;
@@ -308,21 +434,25 @@ count_from_table(lg_frame_t *k)
     lg_depth_entry *table = lg_depths;
 
     for (lg_frame_t *f = k; f != NULL; f = LG_NEXT(f)) {
-        lg_depth_entry *e = depth_slot(table, f);
+        lg_witness w = witness_of(state, f);
+        lg_depth_entry *e = depth_slot(table, f, w);
         uint32_t counted = LG_COUNTED(f);
-        if (npath < LG_PATH) {
+        if (npath < LG_PATH_MAX && (above < LG_PATH || (above - LG_PATH) % LG_STRIDE < LG_RUN)) {
             path[npath] = f;
             path_above[npath] = above;
+            path_witness[npath] = w;
             npath++;
         }
-        if (depth_matches(e, f)
+        if (depth_matches(e, f, w)
             && (run == 0 || prev_entry->count == prev_counted + e->count)) {
             if (run == 0) {
                 run_above = above;
                 run_count = e->count;
+                pinned = 0;
             }
             run++;
-            if (run == LG_RUN || LG_NEXT(f) == NULL) {
+            pinned = pinned || LG_PINNED(f);
+            if ((run >= LG_RUN || LG_NEXT(f) == NULL) && pinned) {
                 total = run_above + run_count;
                 found = 1;
                 break;
@@ -334,27 +464,26 @@ count_from_table(lg_frame_t *k)
         prev_entry = e;
         prev_counted = counted;
         above += counted;
+        state = witness_step(state, f);
     }
     if (!found) {
         total = above;
         run_above = above;
     }
-    /* (Re-)enter the frames walked above the run (all of them, up to
-     * LG_PATH, when the walk reached the bottom without one). */
+    /* (Re-)enter the frames recorded above the run (all of them when the
+     * walk reached the bottom without one). A frame that cannot vouch is
+     * entered with witness 0, which nothing matches. */
     for (int i = 0; i < npath; i++) {
-        lg_frame_t *f = path[i];
         if (path_above[i] >= run_above || path_above[i] >= total) {
             break;
         }
-        lg_depth_entry *e = depth_slot(table, f);
-        e->frame = f;
-        e->code = LG_CODE(f);
-        e->back = LG_NEXT(f);
-        e->pos = LG_POS(f);
-        e->count = total - path_above[i];
+        lg_frame_t *f = path[i];
+        lg_witness w = path_witness[i];
+        depth_enter(depth_slot(table, f, w), f, w, total - path_above[i]);
     }
     return total;
 }
+#endif /* 3.11+ */
 
 static inline uint32_t
 saturating_add(uint32_t a, uint32_t b)
@@ -478,7 +607,11 @@ lg_capture_stack(lg_raw_frame *out, int max, uint32_t *total)
         }
         else {
             if (total != NULL) {
-                count = saturating_add(count, count_from(f));
+                /* 3.9/3.10 always walk: see "The depth below the kept
+                 * frames" above. */
+                for (PyFrameObject *g = f; g != NULL && count < LG_MAX_TOTAL; g = g->f_back) {
+                    count++;
+                }
             }
             break;
         }
@@ -495,6 +628,8 @@ lg_capture_stack(lg_raw_frame *out, int max, uint32_t *total)
     /* 3.13: the chain hangs off the thread state. */
     _PyInterpreterFrame *frame = tstate->current_frame;
 #  endif
+    /* The witness state of the frame met next: see count_from(). */
+    lg_witness state = first_witness(tstate);
     for (; frame != NULL; frame = frame->previous) {
 #  if PY_VERSION_HEX >= 0x030C0000
         /*
@@ -513,17 +648,18 @@ lg_capture_stack(lg_raw_frame *out, int max, uint32_t *total)
             /*
              * Past the frames we keep only the count matters, and it is on
              * the path of every allocation: see count_from(). Frames below
-             * the first kept one are suspended in a call, hence complete
-             * (one exception: a frame whose prologue allocation ran a
+             * the first kept one are suspended in a call, hence complete on
+             * 3.11 (one exception: a frame whose prologue allocation ran a
              * collection that ran a finalizer, which is counted though
-             * tracemalloc would skip it).
+             * tracemalloc would skip it); 3.12+ test each (lg_counted).
              */
             if (total != NULL) {
                 lg_chunks = tstate->datastack_chunk;
-                count = saturating_add(count, count_from(frame));
+                count = saturating_add(count, count_from(frame, state));
             }
             break;
         }
+        state = witness_step(state, frame);
 #  if PY_VERSION_HEX >= 0x030D0000
         /* 3.13: f_executable is a PyObject *; tracemalloc asserts it is code
          * and _PyFrame_GetCode() casts it. Never cast anything else. */
