@@ -464,7 +464,11 @@ def find_holders(
         if not frontier or time.perf_counter() > deadline:
             break
         targets = [search.nodes[i] for i in frontier]
-        by_id = {id(search.nodes[i]): i for i in frontier}
+        # One object may be on the frontier of several sites (their chains
+        # meet, say in the dict that holds the objects of both).
+        by_id: Dict[int, List[int]] = {}
+        for i in frontier:
+            by_id.setdefault(id(search.nodes[i]), []).append(i)
         referrers = gc.get_referrers(*targets)
         ignored = search.ignored | {id(targets), id(referrers), id(frontier)}
         per_site: Dict[int, int] = {}
@@ -475,17 +479,15 @@ def find_holders(
             if isinstance(ref, types.FrameType) and _is_own_file(ref.f_code.co_filename):
                 continue
             for child in gc.get_referents(ref):
-                child_index = by_id.get(id(child))
-                if child_index is None:
-                    continue
-                site = search.site[child_index]
-                if site in done or per_site.get(site, 0) >= MAX_FRONTIER:
-                    continue
-                index = search.add(ref, child_index, site)
-                if index < 0:
-                    continue
-                per_site[site] = per_site.get(site, 0) + 1
-                next_frontier.append(index)
+                for child_index in by_id.get(id(child), ()):
+                    site = search.site[child_index]
+                    if site in done or per_site.get(site, 0) >= MAX_FRONTIER:
+                        continue
+                    index = search.add(ref, child_index, site)
+                    if index < 0:
+                        continue
+                    per_site[site] = per_site.get(site, 0) + 1
+                    next_frontier.append(index)
         del referrers, targets, by_id
         level_done: Set[int] = set()
         for index in next_frontier:
