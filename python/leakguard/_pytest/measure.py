@@ -297,9 +297,13 @@ def _own_failure(item: pytest.Item) -> bool:
     return bool(getattr(item, "_excinfo", None))
 
 
-def run(item: pytest.Item, plan: Plan, runtest: Callable[[], None]) -> Measured:
+def run(
+    item: pytest.Item, plan: Plan, runtest: Callable[[], None], floor: Optional[int] = None
+) -> Measured:
     """Runs ``item`` under ``plan`` (``runtest`` is its own ``runtest``);
-    raises :class:`MemoryFailure` when it breaks a memory rule."""
+    raises :class:`MemoryFailure` when it breaks a memory rule. ``floor``:
+    the peak below which the summary will not list the test (its lines at
+    the peak are then not read), or None."""
     measured = Measured(item.nodeid)
     between = _BetweenRuns(item)
     finished = False
@@ -317,8 +321,10 @@ def run(item: pytest.Item, plan: Plan, runtest: Callable[[], None]) -> Measured:
                 plan.nframe, collect=leaks, snapshots=False, exact=leaks, thread_only=thread_only
             )
             if not (plan.limit_memory or leak_limit):
-                # Only the summary reads the lines at the peak: its top 3 per test.
+                # Only the summary reads the lines at the peak: its top 3 per
+                # test, for the tests it lists.
                 tracker._peak_tracebacks = SUMMARY_TRACEBACKS
+                tracker._peak_floor = floor
             with tracker:
                 runtest()
             ran = 1

@@ -8,10 +8,11 @@ for the call phase (fixtures are set up once, before) by :func:`.measure.run`.
 
 from __future__ import annotations
 
-from typing import Any, Generator, Iterator, List
+from typing import Any, Generator, Iterator, List, Optional
 
 import pytest
 
+from .board import PeakBoard
 from .plan import DEFAULT_NFRAME, MARKERS, Plan, Settings, add_options, plan_for, read_settings
 
 _PLAN = pytest.StashKey[Plan]()
@@ -22,8 +23,11 @@ _STATE = pytest.StashKey["_RunState"]()
 class _RunState:
     """Per run: the session-wide tracing of ``--leakguard`` and the summary."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, board: Optional[PeakBoard]) -> None:
         self.settings = settings
+        #: the peaks this process reported, when the summary lists their
+        #: lines for the biggest tests only (None: every test's are read)
+        self.board = board
         self.session: Any = None
         self._summary: Any = None
 
@@ -50,11 +54,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
 
+def _board(config: pytest.Config, settings: Settings) -> Optional[PeakBoard]:
+    # With xdist's --dist=each every worker runs every test, and the summary
+    # keeps whichever worker's report came last: no worker can tell which of
+    # its tests will be listed.
+    if not settings.trace_all or config.getoption("dist", None) == "each":
+        return None
+    return PeakBoard(settings.top)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for text in MARKERS.values():
         config.addinivalue_line("markers", text)
     settings = read_settings(config)
-    state = _RunState(settings)
+    state = _RunState(settings, _board(config, settings))
     config.stash[_STATE] = state
     config.pluginmanager.register(state, "leakguard-run-state")
 
@@ -108,10 +121,12 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
     from .measure import run
 
     runtest = item.runtest
+    board = item.config.stash[_STATE].board
+    floor = board.floor(item.nodeid) if board is not None else None
 
     def measured_runtest() -> None:
         __tracebackhide__ = True
-        item.stash[_MEASURED] = run(item, plan, runtest)
+        item.stash[_MEASURED] = run(item, plan, runtest, floor)
 
     item.runtest = measured_runtest  # type: ignore[method-assign]
     try:
@@ -142,7 +157,10 @@ def pytest_runtest_makereport(
         and item.stash[_PLAN].summary
         or (measured is not None and measured.report is not None)
     ):
-        rep.leakguard = measured.as_dict()
+        rep.leakguard = data = measured.as_dict()
+        board = item.config.stash[_STATE].board
+        if board is not None and data["peak"] is not None:
+            board.add(item.nodeid, data["peak"])
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
