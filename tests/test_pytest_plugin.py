@@ -615,13 +615,15 @@ def test_d_big():
 """
 
 
+@pytest.mark.parametrize("limit", [[], ["--leakguard-limit-memory=24MB"]])
 def test_option_leakguard_top_one_lists_the_biggest_with_its_lines(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, limit: List[str]
 ) -> None:
-    # test_c runs after a bigger test: with one test listed, its lines are
-    # not read; test_d, bigger than all before it, has its lines read.
+    # test_c runs after a bigger test: with one test listed (and, with a
+    # limit, under it), its lines are not read; test_d, bigger than all
+    # before it, has its lines read.
     path = pytester.makepyfile(test_t=TOP_ONE)
-    result = run(pytester, "--leakguard", "--leakguard-top=1")
+    result = run(pytester, "--leakguard", "--leakguard-top=1", *limit)
     result.assert_outcomes(passed=4)
     summary = leakguard_section(result)
     assert summary is not None, result.stdout.str()

@@ -8,6 +8,7 @@ for the call phase (fixtures are set up once, before) by :func:`.measure.run`.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Generator, Iterator, List, Optional
 
 import pytest
@@ -112,6 +113,13 @@ def pytest_collection_modifyitems(
             item.stash[_PLAN] = plan
 
 
+def _listed_from(state: _RunState, nodeid: str) -> Optional[int]:
+    """The peak from which the summary may list the test; None: any peak."""
+    if not (state.settings.trace_all or state.settings.hunt):
+        return sys.maxsize  # no summary is written
+    return state.board.floor(nodeid) if state.board is not None else None
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
     plan = item.stash.get(_PLAN, None)
@@ -121,8 +129,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
     from .measure import run
 
     runtest = item.runtest
-    board = item.config.stash[_STATE].board
-    floor = board.floor(item.nodeid) if board is not None else None
+    floor = _listed_from(item.config.stash[_STATE], item.nodeid)
 
     def measured_runtest() -> None:
         __tracebackhide__ = True
