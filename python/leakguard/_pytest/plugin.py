@@ -55,13 +55,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
 
+def _every_worker_runs_every_test(config: pytest.Config) -> bool:
+    """xdist's --dist=each: the summary then keeps whichever worker's report
+    of a test came last, and no worker can tell which of its tests will be
+    listed."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:  # a worker's own --dist is reset to "no"
+        return bool(workerinput.get("leakguard_dist_each"))
+    return bool(config.getoption("dist", None) == "each")
+
+
 def _board(config: pytest.Config, settings: Settings) -> Optional[PeakBoard]:
-    # With xdist's --dist=each every worker runs every test, and the summary
-    # keeps whichever worker's report came last: no worker can tell which of
-    # its tests will be listed.
-    if not settings.trace_all or config.getoption("dist", None) == "each":
+    if not settings.trace_all or _every_worker_runs_every_test(config):
         return None
     return PeakBoard(settings.top)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist's controller, before it starts a worker."""
+    node.workerinput["leakguard_dist_each"] = _every_worker_runs_every_test(node.config)
 
 
 def pytest_configure(config: pytest.Config) -> None:
