@@ -593,6 +593,71 @@ def test_option_leakguard_top_zero_hides_the_tests(pytester: pytest.Pytester) ->
     assert "test_o.py::test_big" not in (leakguard_section(result) or "")
 
 
+TOP_ONE = """
+def test_a_small():
+    small = [bytearray(1000) for _ in range(10)]
+    assert len(small) == 10
+
+
+def test_b_medium():
+    medium = [bytearray(1024) for _ in range(512)]
+    assert len(medium) == 512
+
+
+def test_c_small():
+    small = [bytearray(1000) for _ in range(10)]
+    assert len(small) == 10
+
+
+def test_d_big():
+    big = [bytearray(1024) for _ in range(2048)]
+    assert len(big) == 2048
+"""
+
+
+@pytest.mark.parametrize("limit", [[], ["--leakguard-limit-memory=24MB"]])
+def test_option_leakguard_top_one_lists_the_biggest_with_its_lines(
+    pytester: pytest.Pytester, limit: List[str]
+) -> None:
+    # test_c runs after a bigger test: with one test listed (and, with a
+    # limit, under it), its lines are not read; test_d, bigger than all
+    # before it, has its lines read.
+    path = pytester.makepyfile(test_t=TOP_ONE)
+    result = run(pytester, "--leakguard", "--leakguard-top=1", *limit)
+    result.assert_outcomes(passed=4)
+    summary = leakguard_section(result)
+    assert summary is not None, result.stdout.str()
+    lines = summary.splitlines()
+    assert lines[0] == "Tests that allocated most (peak traced memory; 1 of 4):", summary
+    assert re.match(r"^\s+2\.\d MiB  test_t\.py::test_d_big$", lines[1]), summary
+    source = "big = [bytearray(1024) for _ in range(2048)]"
+    assert f"test_t.py:{line_of(path, source)}  {source}" in lines[2], summary
+
+
+def test_option_leakguard_top_one_with_xdist_each(pytester: pytest.Pytester) -> None:
+    # Every worker runs every test: each reads every test's lines at its peak
+    # (a worker's own --dist is "no": the controller tells it).
+    pytest.importorskip("xdist", reason="pytest-xdist is not installed")
+    pytester.makeconftest(
+        """
+        from leakguard._pytest.plugin import _STATE
+
+        def pytest_sessionstart(session):
+            if hasattr(session.config, "workerinput"):
+                assert session.config.stash[_STATE].board is None
+        """
+    )
+    path = pytester.makepyfile(test_t=TOP_ONE)
+    result = run(pytester, "-n", "2", "--dist", "each", "--leakguard", "--leakguard-top=1")
+    result.assert_outcomes(passed=8)
+    summary = leakguard_section(result)
+    assert summary is not None, result.stdout.str()
+    lines = summary.splitlines()
+    assert re.match(r"^\s+2\.\d MiB  test_t\.py::test_d_big$", lines[1]), summary
+    source = "big = [bytearray(1024) for _ in range(2048)]"
+    assert f"test_t.py:{line_of(path, source)}  {source}" in lines[2], summary
+
+
 def check_hunted(result: pytest.RunResult, path: Path, warmup: int) -> None:
     result.assert_outcomes(passed=3, failed=1)
     assert statuses(result)["test_o.py::test_leaky"] == "FAILED"

@@ -109,6 +109,10 @@ class Tracker:
         # How many tracebacks at_peak() reads back (the pytest plugin's
         # summary, which shows a test's top 3 lines, needs fewer).
         self._peak_tracebacks = PEAK_TRACEBACKS
+        # None, or the peak below which nothing is read back (at_peak() is
+        # then empty): the plugin's summary shows the lines of its biggest
+        # tests only, and the read-back is most of a short test's cost.
+        self._peak_floor: Optional[int] = None
         self._tracked = False
         self._active: Optional[TracingSession] = None
         self._watching = False
@@ -160,9 +164,12 @@ class Tracker:
                 if self.snapshots:
                     self.after = take_snapshot()
                 current = native.get_traced_memory()[0]
-                if self._watching:
+                self.peak = max(block_peak - self._start_bytes, 0)
+                floor = self._peak_floor
+                if self._watching and (floor is None or self.peak >= floor):
                     self._traces = native._peak_sites(self._peak_tracebacks, self.collect)
-            self.peak = max(block_peak - self._start_bytes, 0)
+                else:
+                    self._traces = []
             self.net = current - self._start_bytes
             self._tracked = True
             native._set_peak(max(self._outer_peak, block_peak))

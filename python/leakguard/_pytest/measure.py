@@ -297,9 +297,13 @@ def _own_failure(item: pytest.Item) -> bool:
     return bool(getattr(item, "_excinfo", None))
 
 
-def run(item: pytest.Item, plan: Plan, runtest: Callable[[], None]) -> Measured:
+def run(
+    item: pytest.Item, plan: Plan, runtest: Callable[[], None], floor: Optional[int] = None
+) -> Measured:
     """Runs ``item`` under ``plan`` (``runtest`` is its own ``runtest``);
-    raises :class:`MemoryFailure` when it breaks a memory rule."""
+    raises :class:`MemoryFailure` when it breaks a memory rule. ``floor``:
+    the peak below which the summary will not list the test, or None; its
+    lines at the peak are not read when no one will show them."""
     measured = Measured(item.nodeid)
     between = _BetweenRuns(item)
     finished = False
@@ -316,7 +320,9 @@ def run(item: pytest.Item, plan: Plan, runtest: Callable[[], None]) -> Measured:
             tracker = Tracker(
                 plan.nframe, collect=leaks, snapshots=False, exact=leaks, thread_only=thread_only
             )
-            if not (plan.limit_memory or leak_limit):
+            if not leaks:
+                tracker._peak_floor = _lines_shown_from(floor, plan.limit_memory)
+            if not (plan.limit_memory or leaks):
                 # Only the summary reads the lines at the peak: its top 3 per test.
                 tracker._peak_tracebacks = SUMMARY_TRACEBACKS
             with tracker:
@@ -356,6 +362,15 @@ def run(item: pytest.Item, plan: Plan, runtest: Callable[[], None]) -> Measured:
     if measured.failures:
         raise MemoryFailure(measured)
     return measured
+
+
+def _lines_shown_from(floor: Optional[int], limit: Optional[Limit]) -> Optional[int]:
+    """The peak from which a test's lines at its peak are shown: listed in
+    the summary (from ``floor``) or in the failure of its memory limit
+    (above it). None: at any peak."""
+    if floor is None or limit is None:
+        return floor
+    return min(floor, limit.nbytes + 1)
 
 
 def _fill(measured: Measured, tracker: Tracker, leak_limit: Optional[Limit], shown: int) -> None:

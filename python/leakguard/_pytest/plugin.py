@@ -8,10 +8,12 @@ for the call phase (fixtures are set up once, before) by :func:`.measure.run`.
 
 from __future__ import annotations
 
-from typing import Any, Generator, Iterator, List
+import sys
+from typing import Any, Generator, Iterator, List, Optional
 
 import pytest
 
+from .board import PeakBoard
 from .plan import DEFAULT_NFRAME, MARKERS, Plan, Settings, add_options, plan_for, read_settings
 
 _PLAN = pytest.StashKey[Plan]()
@@ -22,8 +24,11 @@ _STATE = pytest.StashKey["_RunState"]()
 class _RunState:
     """Per run: the session-wide tracing of ``--leakguard`` and the summary."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, board: Optional[PeakBoard]) -> None:
         self.settings = settings
+        #: the peaks this process reported, when the summary lists their
+        #: lines for the biggest tests only (None: every test's are read)
+        self.board = board
         self.session: Any = None
         self._summary: Any = None
 
@@ -50,11 +55,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
 
+def _every_worker_runs_every_test(config: pytest.Config) -> bool:
+    """xdist's --dist=each: the summary then keeps whichever worker's report
+    of a test came last, and no worker can tell which of its tests will be
+    listed."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:  # a worker's own --dist is reset to "no"
+        return bool(workerinput.get("leakguard_dist_each"))
+    return bool(config.getoption("dist", None) == "each")
+
+
+def _board(config: pytest.Config, settings: Settings) -> Optional[PeakBoard]:
+    if not settings.trace_all or _every_worker_runs_every_test(config):
+        return None
+    return PeakBoard(settings.top)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist's controller, before it starts a worker."""
+    node.workerinput["leakguard_dist_each"] = _every_worker_runs_every_test(node.config)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for text in MARKERS.values():
         config.addinivalue_line("markers", text)
     settings = read_settings(config)
-    state = _RunState(settings)
+    state = _RunState(settings, _board(config, settings))
     config.stash[_STATE] = state
     config.pluginmanager.register(state, "leakguard-run-state")
 
@@ -99,6 +126,13 @@ def pytest_collection_modifyitems(
             item.stash[_PLAN] = plan
 
 
+def _listed_from(state: _RunState, nodeid: str) -> Optional[int]:
+    """The peak from which the summary may list the test; None: any peak."""
+    if not (state.settings.trace_all or state.settings.hunt):
+        return sys.maxsize  # no summary is written
+    return state.board.floor(nodeid) if state.board is not None else None
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
     plan = item.stash.get(_PLAN, None)
@@ -108,10 +142,11 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
     from .measure import run
 
     runtest = item.runtest
+    floor = _listed_from(item.config.stash[_STATE], item.nodeid)
 
     def measured_runtest() -> None:
         __tracebackhide__ = True
-        item.stash[_MEASURED] = run(item, plan, runtest)
+        item.stash[_MEASURED] = run(item, plan, runtest, floor)
 
     item.runtest = measured_runtest  # type: ignore[method-assign]
     try:
@@ -142,7 +177,10 @@ def pytest_runtest_makereport(
         and item.stash[_PLAN].summary
         or (measured is not None and measured.report is not None)
     ):
-        rep.leakguard = measured.as_dict()
+        rep.leakguard = data = measured.as_dict()
+        board = item.config.stash[_STATE].board
+        if board is not None and data["peak"] is not None:
+            board.add(item.nodeid, data["peak"])
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
