@@ -10,10 +10,11 @@
 //!
 //! The state word holds the watch generation (high 16 bits, so a new watch
 //! discards every counter without a pass over them) and the peak epoch (low
-//! 48 bits). Updates are plain atomic loads and stores, not one transaction:
-//! two threads updating the same traceback at the same instant (possible
-//! only for RAW blocks, allocated without the GIL) can blur its figure. The
-//! totals the tracer reports do not depend on this.
+//! 48 bits). Updates are plain atomic loads and stores, not read-modify-write
+//! instructions nor one transaction: two threads updating the same traceback
+//! at the same instant (possible only for RAW blocks, allocated without the
+//! GIL) can blur its figure, or lose one of the two changes. The totals the
+//! tracer reports, and a memory limit's verdict, do not depend on this.
 //!
 //! Counters live in a [`ChunkedArray`]: chunks mapped on first use (never
 //! through the hooked allocators) and kept for the life of the process.
@@ -158,8 +159,18 @@ impl PeakWatch {
             }
             c.seen.store(state, Ordering::Relaxed);
         }
-        c.bytes.fetch_add(bytes, Ordering::Relaxed);
-        c.blocks.fetch_add(blocks, Ordering::Relaxed);
+        // Loads and stores, not read-modify-writes: a locked add on every
+        // allocation and free was most of what a watch cost. With the GIL
+        // held (every object allocation) nothing else updates the counter
+        // meanwhile; see the module's notes for RAW blocks.
+        c.bytes.store(
+            c.bytes.load(Ordering::Relaxed).wrapping_add(bytes),
+            Ordering::Relaxed,
+        );
+        c.blocks.store(
+            c.blocks.load(Ordering::Relaxed).wrapping_add(blocks),
+            Ordering::Relaxed,
+        );
     }
 
     /// Hook path: appends `traceback` to the list of touched counters.
