@@ -388,7 +388,8 @@ last_matches(const lg_depth_entry *last, int len, lg_frame_t *k, lg_witness stat
     return pinned;
 }
 
-static uint32_t count_from_table(lg_frame_t *k, lg_witness state);
+static uint32_t count_from_table(lg_frame_t *k, lg_witness state, lg_depth_entry *last,
+                                 int *last_len);
 
 /* Counted frames from `k` (included) to the bottom of the stack; `state` is
  * the witness state at k. */
@@ -402,21 +403,13 @@ count_from(lg_frame_t *k, lg_witness state)
     if (last_matches(last, lg_last_len, k, state)) {
         return last[0].count;
     }
-    uint32_t total = count_from_table(k, state);
-    /* Remember k and the frames under it, with their witnesses and counts. */
-    uint32_t c = total;
-    int i = 0;
-    for (lg_frame_t *f = k; f != NULL && i < LG_RUN; f = LG_NEXT(f), i++) {
-        depth_enter(&last[i], f, witness_of(state, f), c);
-        c -= LG_COUNTED(f);
-        state = witness_step(state, f);
-    }
-    lg_last_len = i;
-    return total;
+    return count_from_table(k, state, last, &lg_last_len);
 }
 
+/* The walk behind count_from(); also remembers k and the frames under it in
+ * `last` (the previous capture's frames, `*last_len` of them). */
 static uint32_t
-count_from_table(lg_frame_t *k, lg_witness state)
+count_from_table(lg_frame_t *k, lg_witness state, lg_depth_entry *last, int *last_len)
 {
     lg_frame_t *path[LG_PATH_MAX];
     uint32_t path_above[LG_PATH_MAX];
@@ -481,6 +474,13 @@ count_from_table(lg_frame_t *k, lg_witness state)
         lg_witness w = path_witness[i];
         depth_enter(depth_slot(table, f, w), f, w, total - path_above[i]);
     }
+    /* The walk went through at least LG_RUN frames (or the whole stack),
+     * recorded in order from k. */
+    int n = npath < LG_RUN ? npath : LG_RUN;
+    for (int i = 0; i < n; i++) {
+        depth_enter(&last[i], path[i], path_witness[i], total - path_above[i]);
+    }
+    *last_len = n;
     return total;
 }
 #endif /* 3.11+ */
