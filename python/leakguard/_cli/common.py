@@ -1,10 +1,9 @@
 """What the commands share: their error, reading snapshot files, argument
-types, and how a code location is shown."""
+types, and which frames are the runner's."""
 
 from __future__ import annotations
 
 import argparse
-import linecache
 import os
 from typing import Callable, List, Sequence
 
@@ -19,8 +18,6 @@ __all__ = [
     "CliError",
     "load_snapshot",
     "count",
-    "where",
-    "source_line",
     "is_runner_frame",
     "program_frames",
 ]
@@ -80,25 +77,6 @@ def count(low: int, high: int = _INT_MAX) -> Callable[[str], int]:
 
     parse.__name__ = "count"
     return parse
-
-
-def where(filename: str, lineno: int = 0) -> str:
-    """``file:line`` (or the file alone for ``lineno`` 0), the file relative to
-    the working directory when it is below it."""
-    shown = filename
-    if not filename.startswith("<"):
-        try:
-            rel = os.path.relpath(filename)
-        except ValueError:  # pragma: no cover - another drive on Windows
-            rel = filename
-        if not rel.startswith(os.pardir):
-            shown = rel
-    return f"{shown}:{lineno}" if lineno else shown
-
-
-def source_line(filename: str, lineno: int) -> str:
-    """The stripped source line, or ``""`` when the file cannot be read."""
-    return linecache.getline(filename, lineno).strip() if lineno > 0 else ""
 
 
 _CLI_DIR = f"{os.sep}leakguard{os.sep}_cli{os.sep}"

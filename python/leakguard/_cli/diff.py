@@ -8,14 +8,13 @@ from typing import List, Sequence
 
 from .._model import StatisticDiff, _format_size
 from .._pytest.sizes import parse_size
+from .._source import source_line, where
 from .common import (
     EXIT_LEAKS,
     EXIT_OK,
     is_runner_frame,
     load_snapshot,
     program_frames,
-    source_line,
-    where,
 )
 from .stats import add_view_options, check_view_options, describe, entries, totals
 from .term import Cell, Terminal

@@ -25,7 +25,7 @@ from .. import _leakguard as native
 from .._hunter.rounds import DEFAULT_NFRAME, run_hunt
 from .._model import Snapshot, _format_size
 from ..tracemalloc import start, take_snapshot
-from .common import EXIT_LEAKS, EXIT_OK, EXIT_USAGE, CliError, count
+from .common import EXIT_LEAKS, EXIT_OK, EXIT_USAGE, CliError, count, is_runner_frame
 from .stats import show_statistics, totals
 from .term import Progress, Terminal
 
@@ -123,18 +123,11 @@ class Target:
         return runpy.run_path(self.script or "", run_name="__main__")
 
 
-def _is_harness(filename: str) -> bool:
-    """A frame of what runs the program: this package's, or runpy's."""
-    return filename in (runpy.__file__, "<frozen runpy>") or filename.startswith(
-        os.path.dirname(__file__) + os.sep
-    )
-
-
 def show_program_error(error: BaseException) -> None:
     """Print an uncaught exception as Python does at exit (through
     ``sys.excepthook``), without the frames of the machinery that ran it."""
     tb: Optional[TracebackType] = error.__traceback__
-    while tb is not None and _is_harness(tb.tb_frame.f_code.co_filename):
+    while tb is not None and is_runner_frame(tb.tb_frame.f_code.co_filename):
         tb = tb.tb_next
     flush(sys.stdout)
     # The interpreter's hook prints the exception's own traceback: trim that.

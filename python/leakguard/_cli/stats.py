@@ -7,6 +7,7 @@ import sys
 from typing import Any, List, Sequence, Tuple
 
 from .._model import Snapshot, Statistic, _format_size
+from .._source import source_line, where
 from .common import (
     EXIT_OK,
     CliError,
@@ -14,8 +15,6 @@ from .common import (
     is_runner_frame,
     load_snapshot,
     program_frames,
-    source_line,
-    where,
 )
 from .term import Cell, Terminal
 

@@ -32,13 +32,13 @@ import hashlib
 import html
 import importlib.resources
 import json
-import linecache
 import os
 from heapq import heappop, heappush
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from .._errors import UsageError, UsageTypeError, check_count
 from .._profile import Profile, profile_of
+from .._source import source_line
 
 __all__ = [
     "SUFFIX",
@@ -295,7 +295,7 @@ def call_tree(
     locations: List[List[Any]] = []
     for at in sorted(used, key=used.__getitem__):
         filename, lineno, function = profile.locations[at]
-        source = linecache.getline(filename, lineno).strip() if lineno > 0 else ""
+        source = source_line(filename, lineno)
         if len(source) > _SOURCE_CHARS:
             source = source[: _SOURCE_CHARS - 1] + "\u2026"
         locations.append([files.setdefault(filename, len(files)), lineno, function, source])

@@ -5,7 +5,6 @@ Plain immutable records; ``str(report)`` is the text a person acts on.
 
 from __future__ import annotations
 
-import linecache
 import os
 import runpy
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .._errors import LeakError
 from .._model import Traceback, _format_size
+from .._source import source_line, where
 from .sites import NOTEBOOK_PACKAGES, RUNNER_PACKAGES, package_dirs
 
 __all__ = [
@@ -24,16 +24,6 @@ __all__ = [
     "CycleReport",
     "LeakReport",
 ]
-
-
-def _where(filename: str, lineno: int) -> str:
-    """``file:line``, the file relative to the working directory when under it."""
-    try:
-        rel = os.path.relpath(filename)
-    except ValueError:  # pragma: no cover - another drive on Windows
-        rel = filename
-    shown = filename if rel.startswith(os.pardir) or filename.startswith("<") else rel
-    return f"{shown}:{lineno}"
 
 
 _RUNPY = ("<frozen runpy>", os.path.normcase(os.path.splitext(runpy.__file__)[0] + ".py"))
@@ -53,10 +43,6 @@ def shown_frames(traceback: Traceback) -> Traceback:
             break
         kept.append((frame.filename, frame.lineno))
     return Traceback(tuple(kept) or ((traceback[-1].filename, traceback[-1].lineno),))
-
-
-def source_line(filename: str, lineno: int) -> str:
-    return linecache.getline(filename, lineno).strip()
 
 
 def _series(values: Tuple[int, ...], unit: str) -> str:
@@ -134,7 +120,7 @@ class LeakSite:
 
     @property
     def where(self) -> str:
-        return _where(self.filename, self.lineno)
+        return where(self.filename, self.lineno)
 
     def format(self, index: Optional[int] = None, traceback_limit: int = 8) -> List[str]:
         head = f"#{index}  " if index is not None else ""
@@ -209,8 +195,8 @@ class ResourceReport:
             by_site.setdefault(d.site or ("<unknown>", 0), []).append(d)
         for (filename, lineno), fds in by_site.items():
             kinds = sorted({d.owner or "descriptor" for d in fds})
-            where = _where(filename, lineno) if filename != "<unknown>" else "an unknown line"
-            lines.append(f"    {len(fds)} still open ({', '.join(kinds)}), opened at {where}")
+            at = where(filename, lineno) if filename != "<unknown>" else "an unknown line"
+            lines.append(f"    {len(fds)} still open ({', '.join(kinds)}), opened at {at}")
             src = source_line(filename, lineno)
             if src:
                 lines.append(f"        {src}")
@@ -220,8 +206,8 @@ class ResourceReport:
                 lines.append(f"        {shown}")
         for w in self.warnings:
             site = w.site
-            where = f", allocated at {_where(*site)}" if site else ""
-            lines.append(f"    ResourceWarning ×{w.count}: {w.message}{where}")
+            at = f", allocated at {where(*site)}" if site else ""
+            lines.append(f"    ResourceWarning ×{w.count}: {w.message}{at}")
             if site:
                 src = source_line(*site)
                 if src:

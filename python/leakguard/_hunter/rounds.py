@@ -26,10 +26,11 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from .. import _leakguard as native
 from .._errors import UsageTypeError, check_count
 from .._model import Traceback
+from .._source import source_line
 from .cycles import CycleWatch, count_types
 from .growth import growth_rule
 from .holders import find_holders
-from .report import CycleReport, LeakReport, LeakSite, ResourceReport, source_line
+from .report import CycleReport, LeakReport, LeakSite, ResourceReport
 from .resources import DescriptorCounter, WarningCapture, leaked_descriptors
 from .session import TracingSession, unrecorded
 from .sites import RawTraceback, Site, SiteResolver

@@ -11,11 +11,11 @@ class and use colours that read on light and dark notebook themes.
 from __future__ import annotations
 
 import html
-import linecache
 from typing import TYPE_CHECKING, Dict, Iterable, List, NamedTuple, Sequence, Tuple
 
-from .._hunter.report import _where, shown_frames
+from .._hunter.report import shown_frames
 from .._model import Snapshot, Statistic, StatisticDiff, Traceback, _format_size
+from .._source import source_line, where
 
 if TYPE_CHECKING:
     from .._hunter.report import Holder, LeakReport, LeakSite
@@ -130,8 +130,8 @@ def _location(traceback: Traceback, extra: str = "") -> str:
         return "<td>?</td>"
     traceback = shown_frames(traceback)
     frame = traceback[-1]  # the most recent
-    source = linecache.getline(frame.filename, frame.lineno).strip()
-    label = f"<code>{_e(_where(frame.filename, frame.lineno))}</code>"
+    source = source_line(frame.filename, frame.lineno)
+    label = f"<code>{_e(where(frame.filename, frame.lineno))}</code>"
     if source:
         label += f'<span class="lg-src">{_e(source)}</span>'
     if len(traceback) > 1 or extra:

@@ -22,12 +22,13 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import pytest
 
-from .._hunter.report import LeakReport, _where, source_line
+from .._hunter.report import LeakReport
 from .._hunter.rounds import run_hunt
 from .._hunter.session import unrecorded
 from .._hunter.sites import RUNNER_PACKAGES, RawTraceback, SiteResolver
 from .._hunter.track import Tracker
 from .._model import Traceback
+from .._source import source_line, where
 from .plan import Limit, Plan
 
 #: Lines listed per failure and per test in the summary.
@@ -148,7 +149,7 @@ class _Attribution:
         """``file:line`` and the source line, cached: a probe per test asks often."""
         found = self._where.get(site)
         if found is None:
-            found = self._where[site] = (_where(*site), source_line(*site))
+            found = self._where[site] = (where(*site), source_line(*site))
         return found
 
     def by_site(self, entries: List[Tuple[RawTraceback, int, int]], keep: int) -> SiteList:
