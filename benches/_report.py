@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 
@@ -62,3 +64,9 @@ def median_of(values: Iterable[Optional[float]]) -> Optional[float]:
     """The median of the values present (None for a run that lacks the figure), or None."""
     present = [v for v in values if v is not None]
     return statistics.median(present) if present else None
+
+
+def write_json(path: str | Path, document: Any) -> None:
+    """Writes a benchmark's results (``--json FILE``) and says so."""
+    Path(path).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwrote {path}")

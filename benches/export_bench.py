@@ -34,7 +34,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from _report import describe, fmt_bytes, format_table, machine_facts, median_of, timed
+from _report import describe, fmt_bytes, format_table, machine_facts, median_of, timed, write_json
 from _tracers import probe, run_measurement
 from snapshot_bench import SITES, Slotted, build_heap, grow_heap
 
@@ -323,8 +323,7 @@ def main(argv: Sequence[str]) -> int:
             "summary": summary,
             "runs": results,
         }
-        args.json.write_text(json.dumps(document, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
+        write_json(args.json, document)
     return 1 if any("error" in r for r in results) else 0
 
 

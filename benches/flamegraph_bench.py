@@ -26,13 +26,14 @@ import argparse
 import json
 import os
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Dict, List
+
+from _report import median_of, timed, write_json
+from _tracers import run_measurement
 
 TARGET_SECONDS = 2.0
 SITES = 50
@@ -109,20 +110,13 @@ def child(blocks: int, nframe: int, reps: int, tracebacks: int) -> Dict[str, Any
     out = Path(folder, "graph.html")
     runs: Dict[str, List[float]] = {"total": [], "profile": [], "tree": [], "page": []}
     for _ in range(reps):
-        started = time.perf_counter()
-        leakguard.flame_graph(snapshot).save(out)
-        runs["total"].append(time.perf_counter() - started)
+        _, total = timed(lambda: leakguard.flame_graph(snapshot).save(out))
         # The same work in parts.
-        t0 = time.perf_counter()
-        profile = profile_of(snapshot)
-        t1 = time.perf_counter()
-        tree = flamegraph.call_tree(profile)
-        t2 = time.perf_counter()
-        flamegraph._page(tree)
-        t3 = time.perf_counter()
-        runs["profile"].append(t1 - t0)
-        runs["tree"].append(t2 - t1)
-        runs["page"].append(t3 - t2)
+        profile, profile_s = timed(lambda: profile_of(snapshot))
+        tree, tree_s = timed(partial(flamegraph.call_tree, profile))
+        _, page_s = timed(partial(flamegraph._page, tree))
+        for part, seconds in zip(runs, (total, profile_s, tree_s, page_s)):
+            runs[part].append(seconds)
     page_bytes = out.stat().st_size
     shutil.rmtree(folder, ignore_errors=True)
     return {
@@ -132,7 +126,7 @@ def child(blocks: int, nframe: int, reps: int, tracebacks: int) -> Dict[str, Any
         "nodes": len(tree["nodes"]["parent"]),
         "page_bytes": page_bytes,
         "first_s": runs["total"][0],
-        **{f"{k}_s": statistics.median(v) for k, v in runs.items()},
+        **{f"{k}_s": median_of(v) for k, v in runs.items()},
     }
 
 
@@ -156,11 +150,11 @@ def main(argv: List[str]) -> int:
     for nframe, tracebacks in runs:
         command = [sys.executable, __file__, "--child", f"--blocks={args.blocks}"]
         command += [f"--nframe={nframe}", f"--reps={args.reps}", f"--tracebacks={tracebacks}"]
-        done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
-        if done.returncode:
-            sys.stderr.write(done.stderr)
-            return done.returncode
-        results.append(json.loads(done.stdout.splitlines()[-1]))
+        result = run_measurement(command, timeout=1800, cwd=os.getcwd())
+        if "error" in result:
+            print(f"nframe {nframe}, {tracebacks} tracebacks: {result['error']}", file=sys.stderr)
+            return 1
+        results.append(result)
     print(
         f"{'nframe':>6} {'blocks':>9} {'stacks':>6} {'nodes':>5} {'page':>8} "
         f"{'first':>7} {'median':>7} {'profile':>7} {'tree':>6} {'page':>6}"
@@ -176,7 +170,7 @@ def main(argv: List[str]) -> int:
     verdict = "meets" if worst < TARGET_SECONDS else "misses"
     print(f"traced snapshots: {worst:.3f} s at worst, {verdict} the {TARGET_SECONDS} s target")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, results)
     return 0
 
 

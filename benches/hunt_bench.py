@@ -27,13 +27,13 @@ import gc
 import importlib
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List
 
-from _report import format_table, machine_facts
+from _report import format_table, machine_facts, write_json
+from _tracers import run_measurement
 from workloads import WORKLOADS
 
 BENCHES = Path(__file__).resolve().parent
@@ -94,16 +94,12 @@ def child_holders(objects: int) -> Dict[str, Any]:
 
 
 def run_child(args: List[str]) -> Dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--child", *args],
-        capture_output=True,
-        text=True,
-        cwd=BENCHES,
-        timeout=1800,
+    result = run_measurement(
+        [sys.executable, str(Path(__file__).resolve()), "--child", *args], 1800, str(BENCHES)
     )
-    if proc.returncode != 0:
-        raise SystemExit(f"child {args} failed:\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    if "error" in result:
+        raise SystemExit(f"child {args} failed: {result['error']}")
+    return result
 
 
 def main(argv: List[str]) -> int:
@@ -192,9 +188,7 @@ def main(argv: List[str]) -> int:
         print(f"  held by: {chain}")
     print(f"\n{facts}")
     if args.json:
-        Path(args.json).write_text(
-            json.dumps({"facts": facts, "runs": runs, "holders": holders}, indent=2)
-        )
+        write_json(args.json, {"facts": facts, "runs": runs, "holders": holders})
     return 0
 
 

@@ -16,7 +16,6 @@ untraced median, and the tracers' own memory figures; it reports and never asser
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -25,7 +24,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from _report import describe, fmt_bytes, format_table, machine_facts, median_of
+from _report import describe, fmt_bytes, format_table, machine_facts, median_of, write_json
 from _tracers import Mode, parse_modes, probe, run_measurement
 from workloads import WORKLOADS
 
@@ -269,8 +268,7 @@ def main(argv: Sequence[str]) -> int:
             "checksum_mismatches": mismatches,
             "runs": runs,
         }
-        args.json.write_text(json.dumps(document, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
+        write_json(args.json, document)
     failed = [r for r in runs if "error" in r]
     if failed:
         print(f"\n{len(failed)} runs failed; first: {failed[0]['error']}", file=sys.stderr)

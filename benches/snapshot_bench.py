@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from _report import describe, fmt_bytes, format_table, machine_facts, median_of, timed
+from _report import describe, fmt_bytes, format_table, machine_facts, median_of, timed, write_json
 from _tracers import TracemallocApi, make_tracer, probe, rss_bytes, run_measurement
 
 SITES = 50
@@ -359,8 +359,7 @@ def main(argv: Sequence[str]) -> int:
             "comparisons": compared,
             "runs": results,
         }
-        args.json.write_text(json.dumps(document, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
+        write_json(args.json, document)
     return 1 if any("error" in r for r in results) else 0
 
 
