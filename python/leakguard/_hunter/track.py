@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Type,
 from .. import _leakguard as native
 from .._errors import UsageError
 from .._model import (
+    BaseFilter,
     Filter,
     Snapshot,
     Statistic,
@@ -113,6 +114,10 @@ class Tracker:
         # then empty): the plugin's summary shows the lines of its biggest
         # tests only, and the read-back is most of a short test's cost.
         self._peak_floor: Optional[int] = None
+        # Blocks left out of diff(), leaked and leaked_blocks besides
+        # leakguard's own: what the machinery running the block allocated
+        # meanwhile (a notebook kernel's other threads).
+        self._left_out: List[BaseFilter] = []
         self._tracked = False
         self._active: Optional[TracingSession] = None
         self._watching = False
@@ -210,7 +215,10 @@ class Tracker:
             raise UsageError("nothing tracked yet: use the tracker as a context manager first")
         done = self._done
         if done is None or done.of[0] is not self.before or done.of[1] is not self.after:
-            own = [Filter(False, os.path.join(os.path.dirname(os.path.dirname(__file__)), "*"))]
+            own = [
+                Filter(False, os.path.join(os.path.dirname(os.path.dirname(__file__)), "*")),
+                *self._left_out,
+            ]
             before, after = self.before.filter_traces(own), self.after.filter_traces(own)
             left = left_alive(after.compare_to(before, "traceback"))
             done = self._done = _Compared((self.before, self.after), before, after, left)

@@ -226,6 +226,9 @@ class LeakguardMagics(Magics):
                 self._flame(report)
             return None
         tracker = Tracker(args.nframe)
+        # The kernel keeps running on its other threads (sending output,
+        # heartbeats) while the cell runs: not the cell's memory.
+        tracker._left_out.append(KernelFilter())
         with tracker:
             value = run()
         shown = TrackedCell(tracker, args.limit)
