@@ -127,6 +127,32 @@ def uncollectable(n: int = 10) -> None:
     cycle_churn(n)
 
 
+HISTORY: List[Any] = []
+LATEST: Any = None
+
+
+def remember_latest() -> None:
+    global LATEST
+    LATEST = {"request": len(HISTORY), "body": "x" * 40}  # LEAK: history
+    HISTORY.append(LATEST)
+
+
+class Revenant:
+    """In a cycle with itself; its finalizer parks it in gc.garbage."""
+
+    def __init__(self) -> None:
+        self.me = self
+        self.payload = [0] * 50
+
+    def __del__(self) -> None:
+        gc.garbage.append(self)
+
+
+def park_in_garbage(n: int = 5) -> None:
+    for _ in range(n):
+        Revenant()  # LEAK: parked-by-finalizer
+
+
 # --- unclosed files -----------------------------------------------------------
 
 HANDLES: List[Any] = []

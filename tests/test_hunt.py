@@ -196,6 +196,34 @@ def test_growing_uncollectable_garbage_is_a_leak() -> None:
     assert "uncollectable (gc.garbage)" in str(report)
 
 
+def test_the_growing_container_is_named_before_a_variable_holding_the_newest() -> None:
+    try:
+        report = leakguard.hunt(causes.remember_latest)
+    finally:
+        causes.HISTORY.clear()
+    leak = leak_at(report, "history")
+    roots = [h.root for h in leak.holders]
+    assert roots[0] == "leaky_causes.HISTORY", str(report)
+    assert "leaky_causes.LATEST" in roots, str(report)
+
+
+def test_objects_a_finalizer_parks_in_gc_garbage_are_kept_and_a_leak() -> None:
+    # The hunt's own counting collection parks what it finds in gc.garbage
+    # too; it must take back only those, not what the program's __del__ put
+    # there during that collection.
+    kept = len(gc.garbage)
+    try:
+        report = leakguard.hunt(causes.park_in_garbage)
+        parked = sum(isinstance(o, causes.Revenant) for o in gc.garbage[kept:])
+    finally:
+        del gc.garbage[kept:]
+        gc.collect()
+    assert parked == 7 * 5  # 2 warm-up + 5 rounds, as many as without the hunt
+    assert report.cycles.leaking, str(report)
+    assert report.cycles.uncollectable_types.get("leaky_causes.Revenant", 0) == 25
+    leak_at(report, "parked-by-finalizer")
+
+
 def test_open_files_kept_are_a_descriptor_leak(text_file: str) -> None:
     try:
         report = leakguard.hunt(causes.open_and_keep, text_file)

@@ -3,8 +3,11 @@
 After each round the hunt runs a full collection with ``gc.DEBUG_SAVEALL``
 set: what the collector finds unreachable is then parked in ``gc.garbage``
 instead of freed, so its types can be counted; finalizers and weakref
-callbacks have already run, exactly as in a normal collection. The parked
-objects are released and a second collection frees them for real; whatever
+callbacks have already run, exactly as in a normal collection. Those come
+last in ``gc.garbage``, as many as ``gc.collect()`` returns; anything a
+finalizer appended there itself comes before them and stays (a program that
+parks objects in ``gc.garbage`` from ``__del__`` keeps them, and the hunt sees
+that garbage grow). The parked objects are released and a second collection frees them for real; whatever
 that one leaves in ``gc.garbage`` is uncollectable. Collections the
 interpreter runs by itself during a round are counted through
 ``gc.callbacks`` (counts only: their objects are gone before anyone can look).
@@ -57,11 +60,12 @@ class CycleWatch:
             if with_types:
                 gc.set_debug(flags | gc.DEBUG_SAVEALL)
                 try:
-                    gc.collect()
+                    parked = gc.collect()
                 finally:
                     gc.set_debug(flags)
-                found: List[object] = gc.garbage[kept:]
-                del gc.garbage[kept:]
+                start = max(len(gc.garbage) - parked, kept)
+                found: List[object] = gc.garbage[start:]
+                del gc.garbage[start:]
                 types = count_types(found)
                 freed = len(found)
                 found.clear()

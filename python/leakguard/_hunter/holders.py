@@ -41,6 +41,8 @@ BLOCKS_PER_TRACEBACK = 256
 #: of the site (the latest ones: what grows is appended).
 ITEMS_LOOKED_AT = 4096
 CHAINS_PER_SITE = 2
+#: Levels a site's other samples climb on after one of them met a root.
+EXTRA_LEVELS = 2
 
 _OWN_DIR = os.path.normcase(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _LRU_TYPE = type(functools.lru_cache(maxsize=1)(lambda: None))
@@ -253,21 +255,24 @@ class _Search:
         self.nodes: List[object] = []
         self.parent: List[int] = []
         self.site: List[int] = []
-        self.seen: Dict[Tuple[int, int], int] = {}
+        #: which of its site's samples each node was reached from
+        self.sample: List[int] = []
+        self.seen: Dict[Tuple[int, int, int], int] = {}
         self.chains: Dict[int, List[Holder]] = {}
         #: samples that are an empty container's own buffer: spare capacity
         #: (a dict's table after its items left), bounded by its past size
         self.spare: Set[int] = set()
         self.ignored = {id(self.nodes), id(roots._keep)}
 
-    def add(self, obj: object, parent: int, site: int) -> int:
-        key = (id(obj), site)
+    def add(self, obj: object, parent: int, site: int, sample: int) -> int:
+        key = (id(obj), site, sample)
         if key in self.seen:
             return -1
         index = len(self.nodes)
         self.nodes.append(obj)
         self.parent.append(parent)
         self.site.append(site)
+        self.sample.append(sample)
         self.seen[key] = index
         return index
 
@@ -401,7 +406,7 @@ def find_holders(
     runner): their objects and frames end a chain as roots of kind
     ``"test runner"``."""
     deadline = time.perf_counter() + budget
-    result: List[List[Holder]] = [[] for _ in sites]
+    result: List[List[Holder]] = [[] for _ in sites]  # when nothing is found
     requests: List[RawTraceback] = []
     owner: List[int] = []
     for i, tracebacks in enumerate(sites):
@@ -423,7 +428,7 @@ def find_holders(
     located = native._locate_objects(objects, blocks, SAMPLES_PER_SITE)
     del objects
     frontier: List[int] = []
-    done: Set[int] = set()
+    found = _Found(len(sites))
     # Objects allocated at the site say more than the container whose buffer
     # grew there (the chain then runs down to the item): prefer them. A site
     # met only through such a buffer may still own some of that container's
@@ -433,39 +438,47 @@ def find_holders(
     containers = [obj for site, obj, via_buffer, _ in located if via_buffer and site not in has_own]
     if containers:
         items = [item for obj in containers for item in gc.get_referents(obj)[-ITEMS_LOOKED_AT:]]
-        for found in native._locate_objects(items, blocks, SAMPLES_PER_SITE):
-            if not found[2]:
-                located.append(found)
-                has_own.add(found[0])
+        for more in native._locate_objects(items, blocks, SAMPLES_PER_SITE):
+            if not more[2]:
+                located.append(more)
+                has_own.add(more[0])
         del items
     del containers
+    samples: Dict[Tuple[int, int], int] = {}
     for site, obj, via_buffer, untracked_path in located:
         if via_buffer and site in has_own:
             continue
-        index = search.add(obj, -1, site)
+        # One object may be located twice (its own block and a buffer's).
+        sample = samples.setdefault((site, id(obj)), len(samples))
+        index = search.add(obj, -1, site, sample)
         if index < 0:
             continue
         if via_buffer and _is_empty(obj):
             search.spare.add(index)
-        _found(search, index, result, done)
+        found.check(search, index, 0)
         # Containers the collector does not track hide from gc.get_referrers:
         # the walk says which ones led to the object; climb them here.
         for container in untracked_path:
-            parent = search.add(container, index, site)
+            if samples.get((site, id(container)), sample) != sample:
+                index = -1  # inside another sample of the site: that one climbs
+                break
+            parent = search.add(container, index, site, sample)
             if parent < 0:
                 break
             index = parent
-            _found(search, index, result, done)
-        frontier.append(index)
+            found.check(search, index, 0)
+        if index >= 0:
+            frontier.append(index)
     del located
-    frontier = [i for i in frontier if search.site[i] not in done]
+    frontier = [i for i in frontier if found.climbing(search, i, 0)]
 
-    for _depth in range(MAX_DEPTH):
+    for depth in range(1, MAX_DEPTH + 1):
         if not frontier or time.perf_counter() > deadline:
             break
         targets = [search.nodes[i] for i in frontier]
         # One object may be on the frontier of several sites (their chains
-        # meet, say in the dict that holds the objects of both).
+        # meet, say in the dict that holds the objects of both), or of
+        # several samples of one site.
         by_id: Dict[int, List[int]] = {}
         for i in frontier:
             by_id.setdefault(id(search.nodes[i]), []).append(i)
@@ -480,30 +493,69 @@ def find_holders(
                 continue
             for child in gc.get_referents(ref):
                 for child_index in by_id.get(id(child), ()):
-                    site = search.site[child_index]
-                    if site in done or per_site.get(site, 0) >= MAX_FRONTIER:
+                    site, sample = search.site[child_index], search.sample[child_index]
+                    if per_site.get(site, 0) >= MAX_FRONTIER:
                         continue
-                    index = search.add(ref, child_index, site)
+                    if samples.get((site, id(ref)), sample) != sample:
+                        continue  # another sample of the site: that one climbs
+                    index = search.add(ref, child_index, site, sample)
                     if index < 0:
                         continue
                     per_site[site] = per_site.get(site, 0) + 1
                     next_frontier.append(index)
         del referrers, targets, by_id
-        level_done: Set[int] = set()
         for index in next_frontier:
-            if search.site[index] not in done:
-                _found(search, index, result, level_done)
-        done |= level_done
-        frontier = [i for i in next_frontier if search.site[i] not in done]
-    return result
+            found.check(search, index, depth)
+        frontier = [i for i in next_frontier if found.climbing(search, i, depth)]
+    return found.result(CHAINS_PER_SITE)
 
 
-def _found(search: _Search, index: int, result: List[List[Holder]], done: Set[int]) -> None:
-    site = search.site[index]
-    holder = search.root_of(index)
-    if holder is None:
-        return
-    chains = result[site]
-    if len(chains) < CHAINS_PER_SITE and all(str(h) != str(holder) for h in chains):
-        chains.append(holder)
-    done.add(site)
+class _Found:
+    """The chains found so far, per site and sample.
+
+    A sample's climb stops at its first root (breadth-first: a shortest
+    chain). Its site's other samples climb on for :data:`EXTRA_LEVELS` more
+    levels, so that the container holding a site's older objects is found
+    even when a variable holds the newest one a step closer (``current =
+    item; HISTORY.append(item)``). A sample met on the way up from another
+    sample of its site (a str inside a dict of the same line) is that one's.
+    The holders reported first are those that hold the most samples; among
+    equals, one reaching the samples through something (a container) before
+    one that is itself the sample's only reference, since a leak that grows
+    is held by something that holds many; then the shortest."""
+
+    def __init__(self, sites: int) -> None:
+        self.chains: List[Dict[str, Tuple[Set[int], Holder]]] = [{} for _ in range(sites)]
+        self.done: Set[Tuple[int, int]] = set()
+        self.first_level: Dict[int, int] = {}
+
+    def check(self, search: _Search, index: int, depth: int) -> None:
+        """Notes the chain ending at node ``index`` if that node is a root."""
+        site, sample = search.site[index], search.sample[index]
+        if (site, sample) in self.done:
+            return
+        holder = search.root_of(index)
+        if holder is None:
+            return
+        self.done.add((site, sample))
+        self.first_level.setdefault(site, depth)
+        held = self.chains[site].setdefault(holder.root, (set(), holder))
+        held[0].add(sample)
+
+    def climbing(self, search: _Search, index: int, depth: int) -> bool:
+        """Whether node ``index`` (reached at ``depth``) climbs on."""
+        site = search.site[index]
+        if (site, search.sample[index]) in self.done:
+            return False
+        first = self.first_level.get(site)
+        return first is None or depth < first + EXTRA_LEVELS
+
+    def result(self, per_site: int) -> List[List[Holder]]:
+        out: List[List[Holder]] = []
+        for chains in self.chains:
+            ranked = sorted(
+                chains.values(),
+                key=lambda c: (-len(c[0]), not c[1].steps, len(c[1].steps)),
+            )
+            out.append([holder for _, holder in ranked[:per_site]])
+        return out
