@@ -6,10 +6,12 @@ Each leaking line carries a ``# LEAK: name`` comment and each control a
 
 from __future__ import annotations
 
+import collections
 import functools
 import gc
 import queue
 import random
+import re
 import threading
 from typing import Any, Dict, List, Optional
 
@@ -125,6 +127,62 @@ def uncollectable(n: int = 10) -> None:
     # With DEBUG_SAVEALL the collector keeps what it finds in gc.garbage.
     assert gc.get_debug() & gc.DEBUG_SAVEALL
     cycle_churn(n)
+
+
+# --- full caches that replace their entries (controls) -------------------------
+
+PAGES: collections.OrderedDict[int, str] = collections.OrderedDict()
+PAGE_KEYS = [0]
+
+
+def render_page(key: int) -> str:
+    return f"{key:08d}" * 20  # CONTROL: page-text
+
+
+def rotate_full_cache() -> None:
+    # Filled by the first (warm-up, untraced) call, then 20 of its 500 pages
+    # replaced per call: what it drops was never traced, what it adds is.
+    if not PAGES:
+        for key in range(500):
+            PAGES[key] = render_page(key)
+    for _ in range(20):
+        PAGE_KEYS[0] += 1
+        key = 100_000 + PAGE_KEYS[0]  # CONTROL: page-key
+        PAGES[key] = render_page(key)
+        PAGES.popitem(last=False)
+
+
+RING: List[Any] = [None] * 400
+RING_AT = [0]
+
+
+def overwrite_ring() -> None:
+    for _ in range(40):
+        RING[RING_AT[0] % len(RING)] = [RING_AT[0]] * 8  # CONTROL: ring-slot
+        RING_AT[0] += 1
+
+
+FRESH = [0]
+
+
+def fresh_patterns() -> None:
+    # re keeps at most re._MAXCACHE compiled patterns, keyed by these strings.
+    for _ in range(30):
+        FRESH[0] += 1
+        re.search(rf"\bname{FRESH[0]}\b", "alpha beta")  # CONTROL: fresh-pattern
+
+
+class Journal:
+    def __init__(self) -> None:
+        self.entries: List[Any] = []
+
+
+JOURNAL = Journal()
+
+
+def rebuild_journal() -> None:
+    # A new, longer list each call: the list the hunt measured is dropped.
+    JOURNAL.entries = JOURNAL.entries + [{"n": len(JOURNAL.entries)}]  # LEAK: rebuilt-list
 
 
 HISTORY: List[Any] = []

@@ -10,7 +10,7 @@ import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
@@ -148,6 +148,52 @@ def test_pure_churn_with_fresh_randomness_each_round_is_not_flagged() -> None:
     assert report.leaks == (), str(report)
 
 
+@pytest.mark.parametrize(
+    "work, tags",
+    [
+        ("rotate_full_cache", ("page-text", "page-key")),
+        ("overwrite_ring", ("ring-slot",)),
+    ],
+)
+def test_a_full_container_replacing_entries_traced_before_is_not_a_leak(
+    work: str, tags: Tuple[str, ...]
+) -> None:
+    # Its line grows round after round (the entries it drops were allocated
+    # before tracing began), but the container holding them does not grow.
+    report = leakguard.hunt(getattr(causes, work))
+    assert report.leaks == (), str(report)
+    bounded = {s.lineno for s in report.bounded if s.filename == CAUSES_FILE}
+    assert {line_of(t) for t in tags} <= bounded, str(report)
+
+
+def test_a_leak_into_a_container_next_to_a_full_cache_is_still_found() -> None:
+    def work() -> None:
+        causes.rotate_full_cache()
+        causes.remember_latest()
+
+    try:
+        report = leakguard.hunt(work)
+    finally:
+        causes.HISTORY.clear()
+    leak_at(report, "history")
+    no_leak_at(report, "page-text", "page-key")
+
+
+def test_a_leak_into_a_list_rebuilt_each_call_is_still_found() -> None:
+    try:
+        report = leakguard.hunt(causes.rebuild_journal)
+    finally:
+        causes.JOURNAL.entries = []
+    leak_at(report, "rebuilt-list")
+
+
+def test_patterns_in_the_re_cache_are_bounded() -> None:
+    report = leakguard.hunt(causes.fresh_patterns)
+    no_leak_at(report, "fresh-pattern")
+    bounded = [s for s in report.bounded if s.lineno == line_of("fresh-pattern")]
+    assert bounded and bounded[0].holders[0].root.startswith("re._cache"), str(report)
+
+
 def test_bounded_cache_still_filling_is_not_a_leak() -> None:
     pages = causes.Paginator()
     report = leakguard.hunt(pages.step)
@@ -218,7 +264,9 @@ def test_objects_a_finalizer_parks_in_gc_garbage_are_kept_and_a_leak() -> None:
     finally:
         del gc.garbage[kept:]
         gc.collect()
-    assert parked == 7 * 5  # 2 warm-up + 5 rounds, as many as without the hunt
+    # 2 warm-up + 5 rounds (+ the runs that check the holder still grows),
+    # 5 each: as many as the program parked, none taken back.
+    assert parked in (7 * 5, 8 * 5, 9 * 5), parked
     assert report.cycles.leaking, str(report)
     assert report.cycles.uncollectable_types.get("leaky_causes.Revenant", 0) == 25
     leak_at(report, "parked-by-finalizer")
@@ -363,9 +411,13 @@ def test_not_callable() -> None:
 
 
 def test_arguments_reach_the_function() -> None:
-    calls: List[Tuple[Any, ...]] = []
-    leakguard.hunt(lambda a, b=0: calls.append((a, b)), 1, b=2, rounds=3, warmup=1)
-    assert calls == [(1, 2)] * 4
+    calls: Dict[Tuple[Any, ...], int] = {}
+
+    def record(a: int, b: int = 0) -> None:
+        calls[a, b] = calls.get((a, b), 0) + 1
+
+    leakguard.hunt(record, 1, b=2, rounds=3, warmup=1)
+    assert calls == {(1, 2): 4}
 
 
 def test_progress_is_told_before_each_run_and_after_each_stage() -> None:

@@ -7,10 +7,11 @@ callbacks have already run, exactly as in a normal collection. Those come
 last in ``gc.garbage``, as many as ``gc.collect()`` returns; anything a
 finalizer appended there itself comes before them and stays (a program that
 parks objects in ``gc.garbage`` from ``__del__`` keeps them, and the hunt sees
-that garbage grow). The parked objects are released and a second collection frees them for real; whatever
-that one leaves in ``gc.garbage`` is uncollectable. Collections the
-interpreter runs by itself during a round are counted through
-``gc.callbacks`` (counts only: their objects are gone before anyone can look).
+that garbage grow). The parked objects are released and a second
+collection frees them for real; whatever that one leaves in ``gc.garbage``
+is uncollectable. Collections the interpreter runs by itself during a round
+are counted through ``gc.callbacks`` (counts only: their objects are gone
+before anyone can look).
 """
 
 from __future__ import annotations

@@ -46,6 +46,11 @@ EXTRA_LEVELS = 2
 
 _OWN_DIR = os.path.normcase(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _LRU_TYPE = type(functools.lru_cache(maxsize=1)(lambda: None))
+#: Module globals of the standard library that are caches with a size limit
+#: of their own (plain dicts, so not recognised by their type): what they
+#: hold is bounded. ``re`` keeps at most ``re._MAXCACHE`` compiled patterns
+#: (3.12+ also a smaller ``_cache2``), keyed by the caller's pattern strings.
+BOUNDED_GLOBALS = frozenset({"re._cache", "re._cache2"})
 _SIMPLE_KEYS = (str, int, float, bytes, bool, type(None))
 # Module globals that are code, not data: never what holds a leak's objects
 # directly (functions and classes are still roots when the climb reaches them).
@@ -278,6 +283,12 @@ class _Search:
 
     def root_of(self, index: int) -> Optional[Holder]:
         """The chain ending at node ``index`` if that node is a root."""
+        holder = self._root_of(index)
+        if holder is not None and holder.root in BOUNDED_GLOBALS and not holder.bounded:
+            return Holder(holder.kind, holder.root, holder.steps, holder.nodes, bounded=True)
+        return holder
+
+    def _root_of(self, index: int) -> Optional[Holder]:
         obj = self.nodes[index]
         child = self.parent[index]
         if isinstance(obj, _LRU_TYPE):
@@ -398,9 +409,14 @@ def find_holders(
     arguments: Sequence[Tuple[str, object]] = (),
     budget: float = 1.5,
     runner: Tuple[str, ...] = (),
+    chain_containers: Optional[List[List[List[object]]]] = None,
 ) -> List[List[Holder]]:
     """For each site (given by the tracebacks of its growing blocks), up to
     :data:`CHAINS_PER_SITE` shortest chains from a root to its objects.
+
+    ``chain_containers``, if given, receives for each site and chain the
+    containers on the chain that can grow (see :func:`growable`), root end
+    first.
 
     ``runner`` names the top-level packages of what runs the rounds (a test
     runner): their objects and frames end a chain as roots of kind
@@ -413,6 +429,8 @@ def find_holders(
         for tb in tracebacks:
             requests.append(tb)
             owner.append(i)
+    if chain_containers is not None:
+        chain_containers[:] = [[] for _ in sites]
     if not requests:
         return result
     blocks: Dict[int, int] = {}
@@ -507,7 +525,16 @@ def find_holders(
         for index in next_frontier:
             found.check(search, index, depth)
         frontier = [i for i in next_frontier if found.climbing(search, i, depth)]
-    return found.result(CHAINS_PER_SITE)
+    chosen = found.result(CHAINS_PER_SITE)
+    if chain_containers is not None:
+        chain_containers[:] = [[c for _, c in site] for site in chosen]
+    return [[h for h, _ in site] for site in chosen]
+
+
+def growable(obj: object) -> bool:
+    """A container whose length says how much it holds: a list, dict, set,
+    deque or bytearray (subclasses too)."""
+    return isinstance(obj, (list, dict, set, collections.deque, bytearray))
 
 
 class _Found:
@@ -525,7 +552,9 @@ class _Found:
     is held by something that holds many; then the shortest."""
 
     def __init__(self, sites: int) -> None:
-        self.chains: List[Dict[str, Tuple[Set[int], Holder]]] = [{} for _ in range(sites)]
+        self.chains: List[Dict[str, Tuple[Set[int], Holder, List[object]]]] = [
+            {} for _ in range(sites)
+        ]
         self.done: Set[Tuple[int, int]] = set()
         self.first_level: Dict[int, int] = {}
 
@@ -539,7 +568,9 @@ class _Found:
             return
         self.done.add((site, sample))
         self.first_level.setdefault(site, depth)
-        held = self.chains[site].setdefault(holder.root, (set(), holder))
+        held = self.chains[site].get(holder.root)
+        if held is None:
+            held = self.chains[site][holder.root] = (set(), holder, _growable_on(search, index))
         held[0].add(sample)
 
     def climbing(self, search: _Search, index: int, depth: int) -> bool:
@@ -550,12 +581,33 @@ class _Found:
         first = self.first_level.get(site)
         return first is None or depth < first + EXTRA_LEVELS
 
-    def result(self, per_site: int) -> List[List[Holder]]:
-        out: List[List[Holder]] = []
+    def result(self, per_site: int) -> List[List[Tuple[Holder, List[object]]]]:
+        out: List[List[Tuple[Holder, List[object]]]] = []
         for chains in self.chains:
             ranked = sorted(
                 chains.values(),
                 key=lambda c: (-len(c[0]), not c[1].steps, len(c[1].steps)),
             )
-            out.append([holder for _, holder in ranked[:per_site]])
+            out.append([(holder, objs) for _, holder, objs in ranked[:per_site]])
         return out
+
+
+def _growable_on(search: _Search, index: int) -> List[object]:
+    """The growable containers on the chain from node ``index`` (a root) down
+    to its sample, leaving out instances' ``__dict__``s: their length is the
+    number of attributes, not of what the chain holds."""
+    out: List[object] = []
+    parent: object = None
+    i = index
+    while i >= 0:
+        obj = search.nodes[i]
+        if growable(obj):
+            try:
+                own_dict = parent is not None and object.__getattribute__(parent, "__dict__") is obj
+            except Exception:
+                own_dict = False
+            if not own_dict:
+                out.append(obj)
+        parent = obj
+        i = search.parent[i]
+    return out

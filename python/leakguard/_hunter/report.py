@@ -326,8 +326,8 @@ class LeakReport:
         if self.bounded:
             lines.append("")
             lines.append(
-                "Growing, but bounded (a size-limited cache still filling, or spare room "
-                "in an emptied container): not leaks:"
+                "Growing, but bounded (a size-limited cache still filling, a full one "
+                "replacing entries, or spare room in an emptied container): not leaks:"
             )
             for site in self.bounded:
                 lines.append(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import gc
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from .. import _leakguard as native
 from .._errors import UsageTypeError, check_count
@@ -30,7 +30,7 @@ from .._source import source_line
 from .cycles import CycleWatch, count_types
 from .growth import growth_rule
 from .holders import find_holders
-from .report import CycleReport, LeakReport, LeakSite, ResourceReport
+from .report import CycleReport, Holder, LeakReport, LeakSite, ResourceReport
 from .resources import DescriptorCounter, WarningCapture, leaked_descriptors
 from .session import TracingSession, unrecorded
 from .sites import RawTraceback, Site, SiteResolver
@@ -105,6 +105,18 @@ class _Rounds:
                     per_tb[tb] = size
             del stats
         self.index += 1
+
+    def site_sizes(self, sites: Set[Site]) -> Dict[Site, int]:
+        """The live bytes of ``sites`` now (from a snapshot)."""
+        snapshot = native.take_snapshot()
+        stats = snapshot.statistics("traceback", False)
+        del snapshot
+        sizes: Dict[Site, int] = {}
+        for size, _, tb in stats:
+            site = self.resolver.site(tb)
+            if site in sites:
+                sizes[site] = sizes.get(site, 0) + size
+        return sizes
 
     def growing(self) -> List[Tuple[Site, str, List[RawTraceback]]]:
         """Sites that grew by the growth rule, most growth first, each with its
@@ -201,8 +213,31 @@ def run_hunt(
                 arguments: List[Tuple[str, object]] = [("func", func)]
                 arguments += [(f"args[{i}]", a) for i, a in enumerate(args)]
                 arguments += [(f"kwargs[{k!r}]", v) for k, v in kwargs.items()]
+                growing = measured.growing()
+                containers: List[List[List[object]]] = []
+                holders = find_holders(
+                    [tbs[:TRACEBACKS_PER_SITE] for _, _, tbs in growing],
+                    arguments,
+                    HOLDER_BUDGET,
+                    runner,
+                    containers,
+                )
+                suspects = _replacement_suspects(growing, holders, containers)
+                del containers
+            replacing = _replacing(func, args, kwargs, measured, suspects)
+            with unrecorded():
+                replacing |= _bookkeeping_of(measured, growing, holders, replacing)
                 report = _report(
-                    measured, session.nframe, rounds, warmup, arguments, warned, started, runner
+                    measured,
+                    growing,
+                    holders,
+                    replacing,
+                    session.nframe,
+                    rounds,
+                    warmup,
+                    warned,
+                    started,
+                    runner,
                 )
                 _tell(progress, "analysis", 1, 1)
                 return report
@@ -216,20 +251,124 @@ def _tell(
             progress(stage, done, total)
 
 
+#: Runs of ``func`` after the rounds, at most, to tell a full cache that
+#: replaces its entries from a leak (see :func:`_replacing`).
+EXTRA_RUNS = 2
+
+Lengths = List[List[Tuple[Any, int, int]]]
+
+
+def _replacement_suspects(
+    growing: List[Tuple[Site, str, List[RawTraceback]]],
+    holders: List[List[Holder]],
+    containers: List[List[List[object]]],
+) -> Dict[Site, Lengths]:
+    """Growing sites each of whose holder chains goes through a container
+    that can grow, with those containers, their lengths and their reference
+    counts now."""
+    suspects: Dict[Site, Lengths] = {}
+    for (site, _, _), chains, on_chains in zip(growing, holders, containers):
+        if not chains or any(h.bounded or h.runner for h in chains):
+            continue
+        if not on_chains or not all(on_chains):
+            continue
+        suspects[site] = [[_measure(obj) for obj in chain] for chain in on_chains]
+    return suspects
+
+
+def _measure(obj: Any) -> Tuple[Any, int, int]:
+    # The same call before and after: the references it adds cancel out.
+    return obj, len(obj), sys.getrefcount(obj)
+
+
+def _replacing(
+    func: Callable[..., Any],
+    args: Tuple[Any, ...],
+    kwargs: Dict[str, Any],
+    measured: _Rounds,
+    suspects: Dict[Site, Lengths],
+) -> Set[Site]:
+    """The suspects that are caches replacing their entries, not leaks.
+
+    A cache that was full before tracing began (filled at import, or in the
+    warm-up) and replaces its entries looks like a leak to the rounds: the
+    entries it drops were never traced, the ones it adds are, so its line
+    grows round after round until the whole cache has turned over. What
+    tells it from a leak is its holder: a leak's objects are held by a
+    container that grows with them. So ``func`` runs once more (twice when
+    the site did not grow in the first): a site that grows again while every
+    container on its holder chains is still referred to as before and got no
+    longer is replacing entries. A site whose containers grew or lost a
+    reference (``items = items + [x]`` replaces the list), or that did not
+    grow again, stays a leak."""
+    replacing: Set[Site] = set()
+    if suspects:
+        with unrecorded():
+            # The analysis's own references to the containers (the holder
+            # search's nodes, in cycles) go first: count from here.
+            gc.collect()
+            for chains in suspects.values():
+                chains[:] = [[_measure(obj) for obj, _, _ in chain] for chain in chains]
+    for _ in range(EXTRA_RUNS):
+        if not suspects:
+            break
+        func(*args, **kwargs)
+        with unrecorded():
+            gc.collect()
+            sizes = measured.site_sizes(set(suspects))
+            for site, chains in list(suspects.items()):
+                now = [[_measure(obj) for obj, _, _ in chain] for chain in chains]
+                if any(
+                    n > n0 or refs < refs0
+                    for chain, again in zip(chains, now)
+                    for (_, n0, refs0), (_, n, refs) in zip(chain, again)
+                ):
+                    del suspects[site]  # its holder grew with it: a leak
+                elif sizes.get(site, 0) > measured.sizes[site][-1]:
+                    replacing.add(site)
+                    del suspects[site]
+                del now
+    suspects.clear()
+    return replacing
+
+
+def _bookkeeping_of(
+    measured: _Rounds,
+    growing: List[Tuple[Site, str, List[RawTraceback]]],
+    holders: List[List[Holder]],
+    replacing: Set[Site],
+) -> Set[Site]:
+    """Growing sites that no Python object refers to (a C structure's own
+    memory, such as ``OrderedDict``'s linked-list nodes) whose block count
+    grew, round after round, by exactly as many blocks as a replacing
+    cache's: that cache's bookkeeping."""
+    if not replacing:
+        return set()
+
+    def steps(site: Site) -> Tuple[int, ...]:
+        counts = measured.counts[site]
+        return tuple(b - a for a, b in zip(counts, counts[1:]))
+
+    patterns = {steps(site) for site in replacing}
+    return {
+        site
+        for (site, _, _), chains in zip(growing, holders)
+        if not chains and steps(site) in patterns
+    }
+
+
 def _report(
     measured: _Rounds,
+    growing: List[Tuple[Site, str, List[RawTraceback]]],
+    holders: List[List[Holder]],
+    replacing: Set[Site],
     nframe: int,
     rounds: int,
     warmup: int,
-    arguments: List[Tuple[str, object]],
     warned: WarningCapture,
     started: float,
     runner: Tuple[str, ...],
 ) -> LeakReport:
-    growing = measured.growing()
-    holders = find_holders(
-        [tbs[:TRACEBACKS_PER_SITE] for _, _, tbs in growing], arguments, HOLDER_BUDGET, runner
-    )
     leaks: List[LeakSite] = []
     bounded: List[LeakSite] = []
     runner_held: List[LeakSite] = []
@@ -248,7 +387,7 @@ def _report(
         )
         if chains and all(h.runner for h in chains):
             runner_held.append(leak)
-        elif chains and all(h.bounded for h in chains):
+        elif chains and all(h.bounded for h in chains) or site in replacing:
             bounded.append(leak)
         else:
             leaks.append(leak)
@@ -267,7 +406,7 @@ def _report(
         collected=tuple(measured.collected),
         types=tuple(measured.cycle_types),
         uncollectable=tuple(measured.garbage),
-        uncollectable_types=count_types(gc.garbage[measured.garbage[0] :]),
+        uncollectable_types=count_types(gc.garbage[measured.garbage[0] : measured.garbage[-1]]),
         rule=growth_rule(measured.garbage),
     )
     return LeakReport(

@@ -383,7 +383,8 @@ def leak_report_html(report: LeakReport) -> str:
         parts.append(f'<h4>{_e(title)}</h4><ul class="lg-list">{items}</ul>')
     parts.append(
         _other_sites(
-            "Growing, but bounded (a size-limited cache still filling, or spare room): not leaks",
+            "Growing, but bounded (a size-limited cache filling or replacing entries, "
+            "or spare room): not leaks",
             report.bounded,
         )
     )
