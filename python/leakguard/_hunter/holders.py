@@ -569,8 +569,12 @@ class _Found:
         self.done.add((site, sample))
         self.first_level.setdefault(site, depth)
         held = self.chains[site].get(holder.root)
-        if held is None:
-            held = self.chains[site][holder.root] = (set(), holder, _growable_on(search, index))
+        if held is None or len(holder.steps) > len(held[1].steps):
+            # Of the chains from one root, the one that runs furthest down
+            # (to an object allocated at the site rather than the buffer of
+            # the container holding it) says most.
+            samples = held[0] if held is not None else set()
+            held = self.chains[site][holder.root] = (samples, holder, _growable_on(search, index))
         held[0].add(sample)
 
     def climbing(self, search: _Search, index: int, depth: int) -> bool:
