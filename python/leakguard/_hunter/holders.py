@@ -263,7 +263,6 @@ class _Search:
         #: which of its site's samples each node was reached from
         self.sample: List[int] = []
         self.seen: Dict[Tuple[int, int, int], int] = {}
-        self.chains: Dict[int, List[Holder]] = {}
         #: samples that are an empty container's own buffer: spare capacity
         #: (a dict's table after its items left), bounded by its past size
         self.spare: Set[int] = set()
@@ -283,12 +282,6 @@ class _Search:
 
     def root_of(self, index: int) -> Optional[Holder]:
         """The chain ending at node ``index`` if that node is a root."""
-        holder = self._root_of(index)
-        if holder is not None and holder.root in BOUNDED_GLOBALS and not holder.bounded:
-            return Holder(holder.kind, holder.root, holder.steps, holder.nodes, bounded=True)
-        return holder
-
-    def _root_of(self, index: int) -> Optional[Holder]:
         obj = self.nodes[index]
         child = self.parent[index]
         if isinstance(obj, _LRU_TYPE):
@@ -332,8 +325,9 @@ class _Search:
     def _chain(self, kind: str, label: str, index: int) -> Holder:
         path = self._path(index)
         steps: List[str] = []
-        nodes = [describe(self.nodes[path[0]])]
-        bounded = _bounded(self.nodes[path[0]]) or path[-1] in self.spare
+        root = self.nodes[path[0]]
+        nodes = [describe(root)]
+        bounded = label in BOUNDED_GLOBALS or _bounded(root) or path[-1] in self.spare
         i = 0
         while i + 1 < len(path):
             parent, child = self.nodes[path[i]], self.nodes[path[i + 1]]
@@ -598,20 +592,11 @@ class _Found:
 
 def _growable_on(search: _Search, index: int) -> List[object]:
     """The growable containers on the chain from node ``index`` (a root) down
-    to its sample, leaving out instances' ``__dict__``s: their length is the
-    number of attributes, not of what the chain holds."""
-    out: List[object] = []
-    parent: object = None
-    i = index
-    while i >= 0:
-        obj = search.nodes[i]
-        if growable(obj):
-            try:
-                own_dict = parent is not None and object.__getattribute__(parent, "__dict__") is obj
-            except Exception:
-                own_dict = False
-            if not own_dict:
-                out.append(obj)
-        parent = obj
-        i = search.parent[i]
-    return out
+    to its sample, leaving out ``__dict__``s: their length is the number of
+    attributes, not of what the chain holds."""
+    nodes = [search.nodes[i] for i in search._path(index)]
+    return [
+        obj
+        for i, obj in enumerate(nodes)
+        if growable(obj) and (i == 0 or step(nodes[i - 1], obj) != ".__dict__")
+    ]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import gc
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from .. import _leakguard as native
 from .._errors import UsageTypeError, check_count
@@ -85,16 +85,9 @@ class _Rounds:
             if i in (0, self.n - 1):
                 self.fd_sets.append(fds)
             self.fds.append(len(fds))
-            snapshot = native.take_snapshot()
-            stats = snapshot.statistics("traceback", False)
-            del snapshot
             self.traced.append(native.get_traced_memory()[0])
             per_tb = self.first if i == 0 else self.last if i == self.n - 1 else None
-            site_of = self.resolver.site
-            for size, count, tb in stats:
-                site = site_of(tb)
-                if site is None:
-                    continue
+            for site, size, count, tb in self._by_site():
                 sizes = self.sizes.get(site)
                 if sizes is None:
                     sizes = self.sizes[site] = [0] * self.n
@@ -103,17 +96,24 @@ class _Rounds:
                 self.counts[site][i] += count
                 if per_tb is not None:
                     per_tb[tb] = size
-            del stats
         self.index += 1
 
-    def site_sizes(self, sites: Set[Site]) -> Dict[Site, int]:
-        """The live bytes of ``sites`` now (from a snapshot)."""
+    def _by_site(self) -> Iterator[Tuple[Site, int, int, RawTraceback]]:
+        """Live bytes and blocks per traceback now (a snapshot), with the
+        site each is charged to; tracebacks of no site are left out."""
         snapshot = native.take_snapshot()
         stats = snapshot.statistics("traceback", False)
         del snapshot
+        site_of = self.resolver.site
+        for size, count, tb in stats:
+            site = site_of(tb)
+            if site is not None:
+                yield site, size, count, tb
+
+    def site_sizes(self, sites: Set[Site]) -> Dict[Site, int]:
+        """The live bytes of ``sites`` now."""
         sizes: Dict[Site, int] = {}
-        for size, _, tb in stats:
-            site = self.resolver.site(tb)
+        for site, size, _, _ in self._by_site():
             if site in sites:
                 sizes[site] = sizes.get(site, 0) + size
         return sizes
@@ -222,11 +222,9 @@ def run_hunt(
                     runner,
                     containers,
                 )
-                suspects = _replacement_suspects(growing, holders, containers)
-                del containers
-            replacing = _replacing(func, args, kwargs, measured, suspects)
+            replacing = _replacing(func, args, kwargs, measured, growing, holders, containers)
+            del containers
             with unrecorded():
-                replacing |= _bookkeeping_of(measured, growing, holders, replacing)
                 report = _report(
                     measured,
                     growing,
@@ -255,30 +253,11 @@ def _tell(
 #: replaces its entries from a leak (see :func:`_replacing`).
 EXTRA_RUNS = 2
 
-Lengths = List[List[Tuple[Any, int, int]]]
 
-
-def _replacement_suspects(
-    growing: List[Tuple[Site, str, List[RawTraceback]]],
-    holders: List[List[Holder]],
-    containers: List[List[List[object]]],
-) -> Dict[Site, Lengths]:
-    """Growing sites each of whose holder chains goes through a container
-    that can grow, with those containers, their lengths and their reference
-    counts now."""
-    suspects: Dict[Site, Lengths] = {}
-    for (site, _, _), chains, on_chains in zip(growing, holders, containers):
-        if not chains or any(h.bounded or h.runner for h in chains):
-            continue
-        if not on_chains or not all(on_chains):
-            continue
-        suspects[site] = [[_measure(obj) for obj in chain] for chain in on_chains]
-    return suspects
-
-
-def _measure(obj: Any) -> Tuple[Any, int, int]:
-    # The same call before and after: the references it adds cancel out.
-    return obj, len(obj), sys.getrefcount(obj)
+def _lengths(objects: Dict[int, Any]) -> Dict[int, Tuple[int, int]]:
+    """Length and reference count of each object. Called with the same
+    references to them alive each time, so that the counts compare."""
+    return {key: (len(obj), sys.getrefcount(obj)) for key, obj in objects.items()}
 
 
 def _replacing(
@@ -286,50 +265,59 @@ def _replacing(
     args: Tuple[Any, ...],
     kwargs: Dict[str, Any],
     measured: _Rounds,
-    suspects: Dict[Site, Lengths],
+    growing: List[Tuple[Site, str, List[RawTraceback]]],
+    holders: List[List[Holder]],
+    containers: List[List[List[object]]],
 ) -> Set[Site]:
-    """The suspects that are caches replacing their entries, not leaks.
+    """The growing sites that are caches replacing their entries (and their
+    bookkeeping, see :func:`_bookkeeping_of`), not leaks.
 
     A cache that was full before tracing began (filled at import, or in the
     warm-up) and replaces its entries looks like a leak to the rounds: the
     entries it drops were never traced, the ones it adds are, so its line
     grows round after round until the whole cache has turned over. What
     tells it from a leak is its holder: a leak's objects are held by a
-    container that grows with them. So ``func`` runs once more (twice when
-    the site did not grow in the first): a site that grows again while every
-    container on its holder chains is still referred to as before and got no
-    longer is replacing entries. A site whose containers grew or lost a
-    reference (``items = items + [x]`` replaces the list), or that did not
-    grow again, stays a leak."""
+    container that grows with them. So for the sites each of whose holder
+    chains goes through containers that can grow (``containers``, from
+    :func:`.holders.find_holders`), ``func`` runs once more (twice when the
+    site did not grow in the first): a site that grows again while every
+    such container is still referred to as before and got no longer is
+    replacing entries. A site whose containers grew or lost a reference
+    (``items = items + [x]`` replaces the list), or that did not grow again,
+    stays a leak."""
+    suspects: Dict[Site, List[int]] = {}
+    objects: Dict[int, Any] = {}
+    for (site, _, _), chains, on_chains in zip(growing, holders, containers):
+        if not chains or any(h.bounded or h.runner for h in chains):
+            continue
+        if on_chains and all(on_chains):
+            suspects[site] = [id(obj) for chain in on_chains for obj in chain]
+            objects.update((id(obj), obj) for chain in on_chains for obj in chain)
+    if not suspects:
+        return set()
+    with unrecorded():
+        # The analysis's own references to the containers (the holder
+        # search's nodes, in cycles) go first: count from here.
+        gc.collect()
+        before = _lengths(objects)
     replacing: Set[Site] = set()
-    if suspects:
-        with unrecorded():
-            # The analysis's own references to the containers (the holder
-            # search's nodes, in cycles) go first: count from here.
-            gc.collect()
-            for chains in suspects.values():
-                chains[:] = [[_measure(obj) for obj, _, _ in chain] for chain in chains]
     for _ in range(EXTRA_RUNS):
-        if not suspects:
-            break
         func(*args, **kwargs)
         with unrecorded():
+            sys._clear_type_cache()  # as after each round
             gc.collect()
+            after = _lengths(objects)
             sizes = measured.site_sizes(set(suspects))
-            for site, chains in list(suspects.items()):
-                now = [[_measure(obj) for obj, _, _ in chain] for chain in chains]
-                if any(
-                    n > n0 or refs < refs0
-                    for chain, again in zip(chains, now)
-                    for (_, n0, refs0), (_, n, refs) in zip(chain, again)
-                ):
-                    del suspects[site]  # its holder grew with it: a leak
+            for site, keys in list(suspects.items()):
+                if any(after[k][0] > before[k][0] or after[k][1] < before[k][1] for k in keys):
+                    del suspects[site]  # its holder grew with it, or was replaced: a leak
                 elif sizes.get(site, 0) > measured.sizes[site][-1]:
                     replacing.add(site)
                     del suspects[site]
-                del now
-    suspects.clear()
-    return replacing
+            if not suspects:
+                break
+    with unrecorded():
+        return replacing | _bookkeeping_of(measured, growing, holders, replacing)
 
 
 def _bookkeeping_of(
@@ -387,7 +375,7 @@ def _report(
         )
         if chains and all(h.runner for h in chains):
             runner_held.append(leak)
-        elif chains and all(h.bounded for h in chains) or site in replacing:
+        elif (chains and all(h.bounded for h in chains)) or site in replacing:
             bounded.append(leak)
         else:
             leaks.append(leak)
