@@ -211,6 +211,78 @@ def park_in_garbage(n: int = 5) -> None:
         Revenant()  # LEAK: parked-by-finalizer
 
 
+# --- size-limited containers, one per leaked object or one for all --------------
+
+
+class Session:
+    """Each session memoises its lookups in a cache of its own."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.lookup = functools.lru_cache(maxsize=64)(self._lookup)
+
+    def _lookup(self, key: str) -> Dict[str, Any]:
+        return {"key": key, "session": self.n}  # LEAK: per-session-cache
+
+
+SESSIONS: List[Session] = []
+
+
+def open_sessions(n: int = 5) -> None:
+    for _ in range(n):
+        session = Session(len(SESSIONS))
+        session.lookup("home")
+        SESSIONS.append(session)
+
+
+INBOXES: Dict[int, Any] = {}
+
+
+def open_inboxes(n: int = 5) -> None:
+    for _ in range(n):
+        inbox: collections.deque[Dict[str, int]] = collections.deque(maxlen=8)
+        for i in range(3):
+            inbox.append({"message": i})  # LEAK: per-inbox-deque
+        INBOXES[len(INBOXES)] = inbox
+
+
+class Service:
+    """One service for the whole program, its cache a size-limited one."""
+
+    def __init__(self) -> None:
+        self.lookup = functools.lru_cache(maxsize=512)(self._lookup)
+
+    def _lookup(self, key: int) -> Dict[str, Any]:
+        return {"key": key, "values": [key] * 3}  # CONTROL: service-cache
+
+
+SERVICE = Service()
+SERVICE_CALLS = [0]
+
+
+def use_service() -> None:
+    SERVICE_CALLS[0] += 1
+    for i in range(20):
+        SERVICE.lookup(SERVICE_CALLS[0] * 100 + i)
+
+
+# --- generated code (no source of its own), as a dataclass's __init__ ----------
+
+_GENERATED: Dict[str, Any] = {}
+exec(
+    compile(
+        "def make_order(n):\n    return {'order': n, 'lines': [n] * 4}\n", "<generated>", "exec"
+    ),
+    _GENERATED,
+)
+ORDERS: List[Any] = []
+
+
+def take_orders(n: int = 10) -> None:
+    for i in range(n):
+        ORDERS.append(_GENERATED["make_order"](i))  # LEAK: generated-caller
+
+
 # --- unclosed files -----------------------------------------------------------
 
 HANDLES: List[Any] = []

@@ -17,7 +17,10 @@ import pytest
 import leakguard
 from leakguard import LeakError, LeakReport, LeakSite, TracingError, UsageError, UsageTypeError
 from leakguard._hunter.growth import ALL_BUT_ONE, EVERY_ROUND, growth_rule
+from leakguard._hunter.report import shown_frames
 from leakguard._hunter.rounds import run_hunt
+from leakguard._model import Traceback
+from leakguard._source import where
 
 sys.path.insert(0, str(Path(__file__).parent))
 import leaky_causes as causes  # noqa: E402
@@ -185,6 +188,64 @@ def test_a_leak_into_a_list_rebuilt_each_call_is_still_found() -> None:
     finally:
         causes.JOURNAL.entries = []
     leak_at(report, "rebuilt-list")
+
+
+def test_a_size_limited_cache_per_leaked_object_is_a_leak() -> None:
+    # Each leaked session holds its own lru_cache (as each leaked sqlite3
+    # connection holds its statement cache): every cache stays small, but
+    # there are more of them each round.
+    try:
+        report = leakguard.hunt(causes.open_sessions)
+    finally:
+        causes.SESSIONS.clear()
+    leak = leak_at(report, "per-session-cache")
+    chain = leak.holders[0]
+    assert chain.root == "leaky_causes.SESSIONS" and not chain.bounded, str(report)
+    assert str(chain).startswith("leaky_causes.SESSIONS (list, "), str(report)
+    assert "lru_cache, maxsize=64, 1 entries → [cached] → dict" in str(chain), str(report)
+
+
+def test_a_deque_with_maxlen_per_leaked_object_is_a_leak() -> None:
+    try:
+        report = leakguard.hunt(causes.open_inboxes)
+    finally:
+        causes.INBOXES.clear()
+    leak = leak_at(report, "per-inbox-deque")
+    assert leak.holders[0].root == "leaky_causes.INBOXES", str(report)
+
+
+def test_one_size_limited_cache_of_an_instance_is_bounded() -> None:
+    report = leakguard.hunt(causes.use_service)
+    no_leak_at(report, "service-cache")
+    bounded = [s for s in report.bounded if s.lineno == line_of("service-cache")]
+    assert bounded, str(report)
+    assert str(bounded[0].holders[0]).startswith(
+        "leaky_causes.SERVICE (leaky_causes.Service) → .lookup → lru_cache, maxsize=512, "
+    ), str(report)
+
+
+def test_a_site_in_generated_code_names_the_line_that_called_it() -> None:
+    try:
+        report = leakguard.hunt(causes.take_orders)
+    finally:
+        causes.ORDERS.clear()
+    generated = [s for s in report.leaks if s.filename == "<generated>"]
+    assert generated and generated[0].line == "", str(report)
+    text = "\n".join(generated[0].format())
+    caller = f"called from {where(CAUSES_FILE, line_of('generated-caller'))}:"
+    assert caller in text, text
+    assert "ORDERS.append(_GENERATED" in text, text
+
+
+def test_a_frame_at_the_line_of_the_one_before_is_shown_once() -> None:
+    # A comprehension's own frame (before 3.12) sits on its function's line.
+    frames = (("app.py", 4), ("app.py", 4), ("app.py", 9), ("app.py", 4))  # most recent first
+    shown = shown_frames(Traceback(frames))
+    assert [(f.filename, f.lineno) for f in reversed(shown)] == [
+        ("app.py", 4),
+        ("app.py", 9),
+        ("app.py", 4),
+    ]
 
 
 def test_patterns_in_the_re_cache_are_bounded() -> None:

@@ -126,7 +126,8 @@ def _frame_locals(frame: types.FrameType) -> Dict[str, Any]:
 
 
 def step(parent: object, child: object) -> str:
-    """How ``parent`` refers to ``child``: ``[3]``, ``['key']``, ``.attr``…"""
+    """How ``parent`` refers to ``child``: ``[3]``, ``['key']``, ``.attr``…,
+    or ``""`` when it has no name (a native object's own field)."""
     if isinstance(parent, dict):
         for k, v in dict.items(parent):
             if v is child:
@@ -191,7 +192,7 @@ def step(parent: object, child: object) -> str:
                         return f".{name}"
                 except AttributeError:
                     continue
-    return "→"
+    return ""  # a reference native code holds, with no name to show
 
 
 class _Roots:
@@ -284,15 +285,11 @@ class _Search:
         """The chain ending at node ``index`` if that node is a root."""
         obj = self.nodes[index]
         child = self.parent[index]
-        if isinstance(obj, _LRU_TYPE):
-            try:
-                maxsize = obj.cache_info().maxsize
-            except Exception:  # pragma: no cover - a foreign lru_cache
-                maxsize = None
-            holder = self._chain("lru_cache", _qualname(obj), index)
-            if maxsize is not None:
-                holder = Holder(holder.kind, holder.root, holder.steps, holder.nodes, bounded=True)
-            return holder
+        if isinstance(obj, _LRU_TYPE) and _is_named(obj):
+            # A cached function of a module or class. One that is not (made
+            # per instance, say: each leaked object's own cache) is no root:
+            # the climb goes on to what holds it.
+            return self._chain("lru_cache", _qualname(obj), index)
         if isinstance(obj, types.FunctionType) and child >= 0:
             return self._function_chain(obj, index)
         known = self.roots.values.get(id(obj))
@@ -327,7 +324,12 @@ class _Search:
         steps: List[str] = []
         root = self.nodes[path[0]]
         nodes = [describe(root)]
-        bounded = label in BOUNDED_GLOBALS or _bounded(root) or path[-1] in self.spare
+        bounded = label in BOUNDED_GLOBALS or path[-1] in self.spare
+        # A size-limited container bounds what it holds only when nothing
+        # above it on the chain can grow: one per leaked object (each leaked
+        # connection's statement cache) is as many as there are leaked objects.
+        limited = _Limits()
+        limited.meet(root, "")
         i = 0
         while i + 1 < len(path):
             parent, child = self.nodes[path[i]], self.nodes[path[i + 1]]
@@ -338,13 +340,14 @@ class _Search:
                 if key.startswith("['") and key.endswith("']"):
                     steps.append("." + key[2:-2])
                     nodes.append(describe(self.nodes[path[i + 2]]))
-                    bounded = bounded or _bounded(self.nodes[path[i + 2]])
+                    limited.meet(self.nodes[path[i + 2]], key)
                     i += 2
                     continue
             steps.append(s)
             nodes.append(describe(child))
-            bounded = bounded or _bounded(child)
+            limited.meet(child, s)
             i += 1
+        bounded = bounded or limited.bounded
         return Holder(
             kind, label, tuple(steps), tuple(nodes), bounded, runner=kind == "test runner"
         )
@@ -387,7 +390,53 @@ def _is_empty(obj: object) -> bool:
 
 
 def _bounded(obj: object) -> bool:
-    return isinstance(obj, collections.deque) and obj.maxlen is not None
+    """A container with a size limit: a deque with ``maxlen``, an
+    ``lru_cache`` with ``maxsize``."""
+    if isinstance(obj, collections.deque):
+        return obj.maxlen is not None
+    if isinstance(obj, _LRU_TYPE):
+        try:
+            return obj.cache_info().maxsize is not None
+        except Exception:  # pragma: no cover - a foreign lru_cache
+            return False
+    return False
+
+
+class _Limits:
+    """Walks a chain from its root down: ``bounded`` once a size-limited
+    container is met with no growable one above it (a ``__dict__`` holds
+    attributes, not the growth, and does not count)."""
+
+    def __init__(self) -> None:
+        self.bounded = False
+        self._growable_above = False
+
+    def meet(self, obj: object, via: str) -> None:
+        if self.bounded or self._growable_above:
+            return
+        if _bounded(obj):
+            self.bounded = True
+        elif growable(obj) and via != ".__dict__":
+            self._growable_above = True
+
+
+def _is_named(obj: object) -> bool:
+    """Whether ``obj`` is what its ``__module__`` and ``__qualname__`` name
+    (a module's function, a class's method), read without running code."""
+    module = sys.modules.get(getattr(obj, "__module__", None) or "")
+    qualname = getattr(obj, "__qualname__", None)
+    if module is None or not isinstance(qualname, str):
+        return False
+    here: object = module
+    for part in qualname.split("."):
+        try:
+            namespace = object.__getattribute__(here, "__dict__")
+        except AttributeError:
+            return False
+        if not isinstance(namespace, (dict, types.MappingProxyType)) or part not in namespace:
+            return False
+        here = namespace[part]
+    return here is obj
 
 
 def _is_call_tuple(obj: object, args: List[object]) -> bool:

@@ -33,15 +33,18 @@ def shown_frames(traceback: Traceback) -> Traceback:
     """The frames of ``traceback`` worth showing: the most recent ones, up to
     the first frame of the machinery that ran the work (leakguard's hunt, a
     test runner's or a notebook kernel's packages when loaded), which only
-    ever repeats itself."""
+    ever repeats itself. A frame at the very line of the one before it (a
+    comprehension's own frame, before 3.12, on its function's line) is shown
+    once."""
     harness = package_dirs(("leakguard", *RUNNER_PACKAGES, *NOTEBOOK_PACKAGES))
-    kept = []
+    kept: List[Tuple[str, int]] = []
     for frame in reversed(traceback):  # most recent first
         name = os.path.normcase(frame.filename)
         # runpy starts a script or module (``python -m``, ``leakguard run``).
         if name.startswith(harness) or name in _RUNPY:
             break
-        kept.append((frame.filename, frame.lineno))
+        if not kept or kept[-1] != (frame.filename, frame.lineno):
+            kept.append((frame.filename, frame.lineno))
     return Traceback(tuple(kept) or ((traceback[-1].filename, traceback[-1].lineno),))
 
 
@@ -58,13 +61,15 @@ class Holder:
     ``root`` names where the chain starts (``app.cache``, ``thread
     MainThread: worker() local 'buf'``…), ``kind`` what sort of root it is,
     ``steps`` the references followed (``[1199]``, ``.items``,
-    ``['key']``…) and ``nodes`` a description of each object on the way, the
-    root's value first and the object from the site last
-    (``len(nodes) == len(steps) + 1``). ``bounded`` is true when the chain
-    runs through a container with a size limit (``lru_cache(maxsize=…)``, a
-    ``deque`` with ``maxlen``). ``runner`` is true when the chain starts at
-    the machinery that runs the rounds (a test runner's reports, fixture
-    cache or frames; kind ``"test runner"``), not in the program.
+    ``['key']``…; ``""`` for a native object's field, which has no name)
+    and ``nodes`` a description of each object on the way, the root's value
+    first and the object from the site last (``len(nodes) == len(steps) +
+    1``). ``bounded`` is true when the chain runs through a container with a
+    size limit (``lru_cache(maxsize=…)``, a ``deque`` with ``maxlen``) and
+    through no container that can grow above it. ``runner`` is true when the
+    chain starts at the machinery that runs the rounds (a test runner's
+    reports, fixture cache or frames; kind ``"test runner"``), not in the
+    program.
     """
 
     kind: str
@@ -77,7 +82,8 @@ class Holder:
     def __str__(self) -> str:
         parts = [f"{self.root} ({self.nodes[0]})"]
         for step, node in zip(self.steps, self.nodes[1:]):
-            parts.append(step)
+            if step:  # "" is a reference with no name (a native object's field)
+                parts.append(step)
             parts.append(node)
         return " → ".join(parts)
 
@@ -130,6 +136,13 @@ class LeakSite:
         ]
         if self.line:
             lines.append(f"      {self.line}")
+        else:
+            caller = _first_with_source(self.traceback)
+            if caller is not None:
+                # generated code (a dataclass's __init__, exec'd text): no
+                # source of its own; the line that called it is what to read
+                lines.append(f"      (no source) called from {where(*caller)}:")
+                lines.append(f"      {source_line(*caller)}")
         lines.append(f"    live after each round: {_series(self.sizes, 'bytes')}")
         if self.holders:
             for holder in self.holders:
@@ -142,6 +155,14 @@ class LeakSite:
             for text in shown.format(limit=traceback_limit, most_recent_first=True):
                 lines.append(f"    {text}")
         return lines
+
+
+def _first_with_source(traceback: Traceback) -> Optional[Tuple[str, int]]:
+    """The most recent frame of ``traceback`` whose source line can be read."""
+    for frame in reversed(shown_frames(traceback)):
+        if source_line(frame.filename, frame.lineno):
+            return frame.filename, frame.lineno
+    return None
 
 
 @dataclass(frozen=True)
