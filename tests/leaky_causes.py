@@ -283,6 +283,20 @@ def take_orders(n: int = 10) -> None:
         ORDERS.append(_GENERATED["make_order"](i))  # LEAK: generated-caller
 
 
+# --- a leak on every other call ------------------------------------------------
+
+RETRY_QUEUE: List[Dict[str, Any]] = []
+JOBS = [0]
+
+
+def run_job() -> None:
+    # Only even-numbered jobs fail; they wait for a retry that never runs.
+    JOBS[0] += 1
+    job = {"id": JOBS[0], "payload": list(range(20))}  # LEAK: every-other-call
+    if JOBS[0] % 2 == 0:
+        RETRY_QUEUE.append(job)
+
+
 # --- unclosed files -----------------------------------------------------------
 
 HANDLES: List[Any] = []

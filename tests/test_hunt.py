@@ -83,7 +83,15 @@ def text_file(tmp_path: Path) -> str:
         ([10, 20, 18, 30, 40, 50], ALL_BUT_ONE),  # a small setback
         ([10, 20, 5, 30, 40, 50], None),  # a setback as big as the growth: noise
         ([10, 20, 30, 40, 50, 50], None),  # stopped at the end
-        ([10, 20, 20, 30, 30, 40], None),  # two rounds without growth
+        ([10, 20, 20, 30, 30, 40], "every 2 rounds"),  # a leak every other call
+        ([10, 10, 20, 20, 30, 30], "every 2 rounds"),  # the same, the other way round
+        ([10, 10, 10, 20, 20, 20, 30], "every 3 rounds"),
+        ([10, 20, 20, 30, 30, 30], None),  # grew twice, then stopped
+        ([10, 20, 19, 30, 29, 40], None),  # falls back: wanders
+        ([0, 0, 5, 5, 5, 5], None),  # filled in one step
+        ([10, 10, 20, 20], None),  # too few rounds for every other
+        ([10, 10, 10, 20, 20, 30], None),  # every 3 needs two windows of 3
+        ([10, 20, 30, 40, 50, 50, 50], None),  # stopped: a first pause, at the end
         ([10, 20, 20, 30], None),  # too few rounds to forgive one
         ([50, 40, 30, 20, 10, 0], None),
         ([10, 10, 10, 10, 10, 10], None),
@@ -246,6 +254,17 @@ def test_a_frame_at_the_line_of_the_one_before_is_shown_once() -> None:
         ("app.py", 9),
         ("app.py", 4),
     ]
+
+
+@pytest.mark.parametrize("rounds", [5, 6])
+def test_a_leak_on_every_other_call_is_found(rounds: int) -> None:
+    try:
+        report = leakguard.hunt(causes.run_job, rounds=rounds)
+    finally:
+        causes.RETRY_QUEUE.clear()
+    leak = leak_at(report, "every-other-call")
+    assert leak.rule == "every 2 rounds", str(report)
+    assert leak.holders[0].root == "leaky_causes.RETRY_QUEUE", str(report)
 
 
 def test_patterns_in_the_re_cache_are_bounded() -> None:

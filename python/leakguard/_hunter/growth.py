@@ -9,6 +9,13 @@ round. The value leaks when it grows **round after round**:
   but the series ends at its highest point and that round fell back by at most
   half the typical (median) growth of the others.
 
+* **every k rounds** (k from 2 to half the rounds, at least 4 rounds) — no
+  round ends lower than the one before, every k consecutive rounds end
+  higher than they began, and the rounds without growth at the end are no
+  more than anywhere before: a leak that happens every other call (only even
+  requests fail and are queued for a retry that never runs) or once in every
+  k calls, with a hunt that calls the work once per round.
+
 Why allow one round: memory that really leaks still moves in steps. A list's
 item array or a dict's table is reallocated only when it is full, so a round
 that appends a few items may not grow it; a cycle freed by the collector in
@@ -19,8 +26,12 @@ must not pass for a leak. For such a series, 6 values in rising order happen
 by chance once in 720; with the conditions above, a random walk of a bounded
 cache is rarely taken for a leak, while a leak that stalls once is still seen.
 
+Why demand, of a leak every k rounds, that no round fall and that it keep
+growing to the last window: bounded memory moves down as well as up, and a
+cache that fills in a step or two stops, so its last k rounds do not grow.
+
 One-off growth (a cache that fills during the first judged round, then stops)
-fails both rules: the rounds after it do not grow.
+fails every rule: the rounds after it do not grow.
 """
 
 from __future__ import annotations
@@ -41,10 +52,25 @@ def growth_rule(series: Sequence[int]) -> Optional[str]:
     if len(deltas) < 4:
         return None
     setbacks = [d for d in deltas if d <= 0]
-    if len(setbacks) != 1 or series[-1] <= max(series[:-1]):
+    if len(setbacks) == 1 and series[-1] > max(series[:-1]):
+        rises = sorted(d for d in deltas if d > 0)
+        median = rises[len(rises) // 2]
+        if -setbacks[0] * 2 <= median:
+            return ALL_BUT_ONE
+    if any(d < 0 for d in deltas) or all(d == 0 for d in deltas):
         return None
-    rises = sorted(d for d in deltas if d > 0)
-    median = rises[len(rises) // 2]
-    if -setbacks[0] * 2 <= median:
-        return ALL_BUT_ONE
+    # Flat rounds at the end, no more of them than anywhere before: a leak
+    # every k rounds pauses as long each time; one that stopped (a cache
+    # that filled over several rounds) pauses at the end for the first time.
+    flat_runs = "".join("+" if d > 0 else "0" for d in deltas).split("+")
+    if len(flat_runs[-1]) > max(len(run) for run in flat_runs[:-1]):
+        return None
+    for k in range(2, len(deltas) // 2 + 1):
+        if all(later > earlier for earlier, later in zip(series, series[k:])):
+            return every_k_rounds(k)
     return None
+
+
+def every_k_rounds(k: int) -> str:
+    """The rule's name for a series that grows over every ``k`` rounds."""
+    return EVERY_ROUND if k == 1 else f"every {k} rounds"
