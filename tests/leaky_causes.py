@@ -297,6 +297,33 @@ def run_job() -> None:
         RETRY_QUEUE.append(job)
 
 
+# --- classes made at run time, a closure bound to a module global ----------------
+
+ROUTES: List[type] = []
+
+
+def add_route(n: int = 3) -> None:
+    for _ in range(n):
+
+        def handle(self: Any) -> int:  # LEAK: route-handler
+            return len(ROUTES)
+
+        ROUTES.append(type(f"Route{len(ROUTES)}", (), {"handle": handle}))
+
+
+def make_recorder() -> Any:
+    history: List[Any] = []
+
+    def record(n: int = 10) -> None:
+        for i in range(n):
+            history.append((i, str(i) * 8))  # LEAK: bound-closure
+
+    return record
+
+
+RECORD = make_recorder()
+
+
 # --- unclosed files -----------------------------------------------------------
 
 HANDLES: List[Any] = []

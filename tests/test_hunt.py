@@ -267,6 +267,24 @@ def test_a_leak_on_every_other_call_is_found(rounds: int) -> None:
     assert leak.holders[0].root == "leaky_causes.RETRY_QUEUE", str(report)
 
 
+def test_a_class_made_at_run_time_is_climbed_through_to_its_registry() -> None:
+    try:
+        report = leakguard.hunt(causes.add_route)
+    finally:
+        causes.ROUTES.clear()
+    holder = leak_at(report, "route-handler").holders[0]
+    # not a module attribute "leaky_causes.Route3.handle", which does not exist
+    assert holder.root == "leaky_causes.ROUTES", str(report)
+    assert holder.steps[-1] == ".handle" and holder.nodes[-1] == "function", str(holder)
+    assert holder.nodes[-2].startswith("class leaky_causes.Route"), str(holder)
+
+
+def test_a_closure_bound_to_a_module_global_is_named_by_it() -> None:
+    report = leakguard.hunt(causes.RECORD)
+    holder = leak_at(report, "bound-closure").holders[0]
+    assert holder.root == "leaky_causes.RECORD closure variable 'history'", str(report)
+
+
 def test_patterns_in_the_re_cache_are_bounded() -> None:
     report = leakguard.hunt(causes.fresh_patterns)
     no_leak_at(report, "fresh-pattern")

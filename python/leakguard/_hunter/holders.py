@@ -83,6 +83,8 @@ def describe(obj: object) -> str:
     """``list, 1,200 items``: the type and, for builtin containers, the size.
     Sizes come from the builtin types' own methods: no user code runs."""
     name = _type_name(obj)
+    if isinstance(obj, type):
+        return f"class {_qualname(obj)}"
     if isinstance(obj, _LRU_TYPE):
         try:
             info = obj.cache_info()
@@ -167,6 +169,10 @@ def step(parent: object, child: object) -> str:
             return ".__kwdefaults__"
         if parent.__dict__ is child:
             return ".__dict__"
+        if parent.__code__ is child:
+            return ".__code__"
+        if parent.__globals__ is child:
+            return ".__globals__"
     if isinstance(parent, types.MethodType):
         return ".__self__" if parent.__self__ is child else ".__func__"
     if isinstance(parent, _LRU_TYPE):
@@ -209,12 +215,16 @@ class _Roots:
             if isinstance(module, types.ModuleType) and isinstance(ns, dict):
                 self.module_dicts.setdefault(id(ns), name)
         self.values: Dict[int, Tuple[str, str]] = {}
+        #: closures made by a function and bound to a module global: that name
+        self.functions: Dict[int, str] = {}
         self._keep: List[object] = []  # what `values` names stays alive while we look
         for name, module in list(sys.modules.items()):
             ns = getattr(module, "__dict__", None)
             if not isinstance(module, types.ModuleType) or not isinstance(ns, dict):
                 continue
             for var, value in list(ns.items()):
+                if isinstance(value, types.FunctionType) and "<locals>" in value.__qualname__:
+                    self.functions.setdefault(id(value), f"{name}.{var}")
                 if isinstance(value, _NOT_DATA) or var.startswith("__"):
                     continue
                 self._add(value, "module global", f"{name}.{var}")
@@ -302,7 +312,9 @@ class _Search:
             key = step(obj, self.nodes[child])
             name = key[2:-2] if key.startswith("['") else key
             return self._chain("module global", f"{module}.{name}", child)
-        if isinstance(obj, type) and child >= 0:
+        if isinstance(obj, type) and child >= 0 and _is_named(obj):
+            # A class made at run time (type(name, bases, ns)), which no
+            # module names, is no root: the climb goes on to what keeps it.
             ns = self.nodes[child]
             grandchild = self.parent[child]
             if isinstance(ns, dict) and grandchild >= 0:
@@ -335,7 +347,7 @@ class _Search:
             parent, child = self.nodes[path[i]], self.nodes[path[i + 1]]
             s = step(parent, child)
             # an instance's __dict__ then a key reads better as one attribute
-            if s == ".__dict__" and i + 2 < len(path) and not isinstance(parent, type):
+            if s == ".__dict__" and i + 2 < len(path):
                 key = step(child, self.nodes[path[i + 2]])
                 if key.startswith("['") and key.endswith("']"):
                     steps.append("." + key[2:-2])
@@ -354,14 +366,17 @@ class _Search:
 
     def _function_chain(self, func: types.FunctionType, index: int) -> Holder:
         path = self._path(index)
-        label = _qualname(func)
+        # A closure bound to a module global is known by that name, not by
+        # the qualified name of the function that made it.
+        label = self.roots.functions.get(id(func)) or _qualname(func)
         child = self.nodes[path[1]]
-        if child is func.__closure__ and len(path) > 3:
+        if child is func.__closure__ and len(path) > 2:
             cell = self.nodes[path[2]]
             names = func.__code__.co_freevars
             closure = func.__closure__ or ()
             var = next((n for n, c in zip(names, closure) if c is cell), "?")
-            rest = self._chain("closure", label, path[3])
+            # from the variable's value down (the cell itself when it is the sample)
+            rest = self._chain("closure", label, path[3] if len(path) > 3 else path[2])
             return Holder(
                 "closure",
                 f"{label} closure variable {var!r}",
@@ -379,7 +394,7 @@ class _Search:
                 rest.nodes,
                 rest.bounded,
             )
-        return self._chain("function", label, path[1])
+        return self._chain("function", label, index)
 
 
 def _is_empty(obj: object) -> bool:
