@@ -6,9 +6,11 @@ Each leaking line carries a ``# LEAK: name`` comment and each control a
 
 from __future__ import annotations
 
+import array
 import collections
 import functools
 import gc
+import io
 import queue
 import random
 import re
@@ -322,6 +324,17 @@ def make_recorder() -> Any:
 
 
 RECORD = make_recorder()
+
+
+# --- buffers of extension types that grow in place ------------------------------
+
+SAMPLES = array.array("d")
+AUDIT = io.BytesIO()
+
+
+def record_samples(n: int = 64) -> None:
+    SAMPLES.extend([float(len(SAMPLES))] * n)  # LEAK: array-buffer
+    AUDIT.write(b"event %d\n" % len(SAMPLES) * 4)  # LEAK: bytesio-buffer
 
 
 # --- unclosed files -----------------------------------------------------------

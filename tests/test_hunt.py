@@ -285,6 +285,21 @@ def test_a_closure_bound_to_a_module_global_is_named_by_it() -> None:
     assert holder.root == "leaky_causes.RECORD closure variable 'history'", str(report)
 
 
+def test_buffers_of_an_array_and_a_bytesio_are_traced_to_their_owner() -> None:
+    # Both grow a buffer in place (no new object): the buffer's owner is
+    # what holds the leak.
+    try:
+        report = leakguard.hunt(causes.record_samples)
+    finally:
+        del causes.SAMPLES[:]
+        causes.AUDIT.seek(0)
+        causes.AUDIT.truncate()
+    array_leak = leak_at(report, "array-buffer")
+    assert array_leak.holders[0].root == "leaky_causes.SAMPLES", str(report)
+    bytesio_leak = leak_at(report, "bytesio-buffer")
+    assert bytesio_leak.holders[0].root == "leaky_causes.AUDIT", str(report)
+
+
 def test_patterns_in_the_re_cache_are_bounded() -> None:
     report = leakguard.hunt(causes.fresh_patterns)
     no_leak_at(report, "fresh-pattern")

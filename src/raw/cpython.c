@@ -908,6 +908,45 @@ dict_values_block(const void *values)
 #endif
 }
 
+/*
+ * Types of extension modules whose buffers lg_owned_blocks knows, recorded
+ * (strong references) by lg_objects_know_buffer_types once their module is
+ * loaded; NULL before. Their layouts are private to their modules and the
+ * same in 3.9 to 3.13 for the one field read:
+ *   array.array  (Modules/arraymodule.c): PyObject_VAR_HEAD, then
+ *                char *ob_item, the item buffer (PyMem_Malloc/Realloc);
+ *   _io.BytesIO  (Modules/_io/bytesio.c): PyObject_HEAD, then
+ *                PyObject *buf, a bytes object resized in place, which the
+ *                BytesIO's traverse does not visit.
+ */
+static PyTypeObject *lg_array_type;
+static PyTypeObject *lg_bytesio_type;
+
+typedef struct {
+    PyObject_VAR_HEAD
+    char *ob_item;
+} lg_array_head;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *buf;
+} lg_bytesio_head;
+
+/* Records `array_type` and `bytesio_type` (either may be NULL: not loaded).
+ * GIL held. Only types are accepted; anything else is ignored. */
+void
+lg_objects_know_buffer_types(PyObject *array_type, PyObject *bytesio_type)
+{
+    PyObject *known[2] = {array_type, bytesio_type};
+    PyTypeObject **slots[2] = {&lg_array_type, &lg_bytesio_type};
+    for (int i = 0; i < 2; i++) {
+        if (known[i] != NULL && PyType_Check(known[i]) && *slots[i] == NULL) {
+            Py_INCREF(known[i]); /* kept for the life of the process */
+            *slots[i] = (PyTypeObject *)known[i];
+        }
+    }
+}
+
 #define LG_OWNED_ADD(p)                                                        \
     do {                                                                       \
         const void *lg_p_ = (const void *)(p);                                 \
@@ -929,6 +968,8 @@ dict_values_block(const void *values)
  *   set, frozenset (and subclasses): `table` when not `smalltable`;
  *   bytearray (and subclasses): ob_bytes, the start of the allocation
  *                           (ob_start may point further in);
+ *   array.array (exact):    ob_item, its item buffer;
+ *   _io.BytesIO (exact):    its bytes buffer's block (see above);
  *   3.11/3.12, types with Py_TPFLAGS_MANAGED_DICT: the instance's values
  *                           array while it has one (no dict materialized).
  *                           3.13 keeps them inline, inside the object.
@@ -984,6 +1025,15 @@ lg_owned_blocks(PyObject *op, void **out, int cap)
              || (type->tp_basicsize >= (Py_ssize_t)sizeof(PyByteArrayObject)
                  && PyByteArray_Check(op))) {
         LG_OWNED_ADD(((PyByteArrayObject *)op)->ob_bytes);
+    }
+    else if (type == lg_array_type) {
+        LG_OWNED_ADD(((lg_array_head *)op)->ob_item);
+    }
+    else if (type == lg_bytesio_type) {
+        PyObject *buf = ((lg_bytesio_head *)op)->buf; /* NULL once closed */
+        if (buf != NULL) {
+            LG_OWNED_ADD(lg_object_block(buf));
+        }
     }
 
 #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000

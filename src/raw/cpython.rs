@@ -127,6 +127,18 @@ extern "C" {
     /// The GIL must be held.
     pub fn lg_objects_init() -> c_int;
 
+    /// Records the types `array.array` and `_io.BytesIO` (either may be
+    /// null: module not loaded), whose buffers [`lg_owned_blocks`] then
+    /// reports. Keeps a reference to each type recorded.
+    ///
+    /// # Safety
+    ///
+    /// The GIL must be held; each pointer is null or a live object.
+    pub fn lg_objects_know_buffer_types(
+        array_type: *mut pyo3::ffi::PyObject,
+        bytesio_type: *mut pyo3::ffi::PyObject,
+    );
+
     /// Writes into `out` (at most `cap` pointers) the memory blocks `op`
     /// owns and returns how many: `out[0]` is its own block (as
     /// [`lg_object_block`]), the others buffers only it points to — a list's

@@ -17,11 +17,12 @@
 
 use std::collections::HashMap;
 use std::os::raw::{c_int, c_void};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ahash::{AHashMap, AHashSet};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::PyList;
+use pyo3::types::{PyDict, PyList};
 
 use super::cpython;
 
@@ -54,8 +55,51 @@ pub fn init(py: Python<'_>) -> PyResult<()> {
     Ok(())
 }
 
+/// Whether `array.array` and `_io.BytesIO` were recorded (see
+/// `lg_objects_know_buffer_types`). Written with the GIL held.
+static BUFFER_TYPES_KNOWN: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
+
+/// Records, for `lg_owned_blocks`, the buffer-owning types of extension
+/// modules that are loaded now (a type of a module never loaded has no
+/// instances). Runs Python code (module lookups): call before a walk.
+fn learn_buffer_types(py: Python<'_>) {
+    let wanted = [("array", "array"), ("_io", "BytesIO")];
+    if BUFFER_TYPES_KNOWN.iter().all(|k| k.load(Ordering::Relaxed)) {
+        return;
+    }
+    let Ok(modules) = py.import("sys").and_then(|sys| sys.getattr("modules")) else {
+        return;
+    };
+    let Ok(modules) = modules.cast_into::<PyDict>() else {
+        return;
+    };
+    let mut types: [Option<Bound<'_, PyAny>>; 2] = [None, None];
+    for (i, (module, name)) in wanted.iter().enumerate() {
+        if BUFFER_TYPES_KNOWN[i].load(Ordering::Relaxed) {
+            continue;
+        }
+        if let Ok(Some(m)) = modules.get_item(module) {
+            types[i] = m.getattr(*name).ok();
+        }
+    }
+    if types.iter().all(Option::is_none) {
+        return;
+    }
+    let ptr =
+        |t: &Option<Bound<'_, PyAny>>| t.as_ref().map_or(std::ptr::null_mut(), |t| t.as_ptr());
+    // SAFETY: the GIL is held (`py`); each pointer is null or a live object
+    // (the Bounds keep them alive during the call).
+    unsafe { cpython::lg_objects_know_buffer_types(ptr(&types[0]), ptr(&types[1])) };
+    for (i, t) in types.iter().enumerate() {
+        if t.is_some() {
+            BUFFER_TYPES_KNOWN[i].store(true, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The blocks `obj` owns: its own first, then the buffers only it points to.
 pub fn owned_blocks(obj: &Bound<'_, PyAny>) -> Vec<usize> {
+    learn_buffer_types(obj.py());
     let mut owned = [std::ptr::null_mut::<c_void>(); MAX_OWNED];
     let (op, out) = (obj.as_ptr(), owned.as_mut_ptr());
     // `obj` is alive while the Bound exists; `owned` has room for MAX_OWNED.
@@ -75,6 +119,7 @@ pub fn locate(
     blocks: &BlockKeys,
     per_key: usize,
 ) -> Vec<Found> {
+    learn_buffer_types(py);
     let mut walk = Walk::new(blocks, per_key);
     let list = objects.as_ptr();
     // SAFETY: `list` is a live list (the Bound checked its type); GIL held.
