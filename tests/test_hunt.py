@@ -710,6 +710,23 @@ def test_track_decorator_and_the_outer_peak() -> None:
         leakguard.stop()
 
 
+def test_what_a_tracker_leaves_out_is_left_out_at_the_peak_too() -> None:
+    # (A notebook's tracker leaves out its kernel's threads this way.)
+    tracker = leakguard.track()
+    tracker._left_out.append(leakguard.tracemalloc.Filter(False, __file__))
+    with tracker:
+        kept = [bytearray(1000) for _ in range(50)]
+        del kept
+    assert not any(s.traceback[0].filename == __file__ for s in tracker.at_peak()), [
+        str(s) for s in tracker.at_peak()
+    ]
+    plain = leakguard.track()
+    with plain:
+        kept = [bytearray(1000) for _ in range(50)]
+        del kept
+    assert any(s.traceback[0].filename == __file__ for s in plain.at_peak())
+
+
 def test_track_bad_input() -> None:
     with pytest.raises(ValueError, match="the number of frames must be in range"):
         leakguard.track(nframe=0)
