@@ -17,7 +17,6 @@
 
 use std::collections::HashMap;
 use std::os::raw::{c_int, c_void};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use ahash::{AHashMap, AHashSet};
 use pyo3::ffi;
@@ -55,46 +54,27 @@ pub fn init(py: Python<'_>) -> PyResult<()> {
     Ok(())
 }
 
-/// Whether `array.array` and `_io.BytesIO` were recorded (see
-/// `lg_objects_know_buffer_types`). Written with the GIL held.
-static BUFFER_TYPES_KNOWN: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
-
 /// Records, for `lg_owned_blocks`, the buffer-owning types of extension
-/// modules that are loaded now (a type of a module never loaded has no
-/// instances). Runs Python code (module lookups): call before a walk.
+/// modules loaded now (a module never loaded has no instances; one loaded
+/// later is recorded at the next call, and a type recorded stays so). Runs
+/// Python code (module lookups): call before a walk, not during it.
 fn learn_buffer_types(py: Python<'_>) {
-    let wanted = [("array", "array"), ("_io", "BytesIO")];
-    if BUFFER_TYPES_KNOWN.iter().all(|k| k.load(Ordering::Relaxed)) {
-        return;
-    }
     let Ok(modules) = py.import("sys").and_then(|sys| sys.getattr("modules")) else {
         return;
     };
     let Ok(modules) = modules.cast_into::<PyDict>() else {
         return;
     };
-    let mut types: [Option<Bound<'_, PyAny>>; 2] = [None, None];
-    for (i, (module, name)) in wanted.iter().enumerate() {
-        if BUFFER_TYPES_KNOWN[i].load(Ordering::Relaxed) {
-            continue;
-        }
-        if let Ok(Some(m)) = modules.get_item(module) {
-            types[i] = m.getattr(*name).ok();
-        }
-    }
-    if types.iter().all(Option::is_none) {
-        return;
-    }
+    let type_of = |module: &str, name: &str| match modules.get_item(module) {
+        Ok(Some(m)) => m.getattr(name).ok(),
+        _ => None,
+    };
+    let (array, bytesio) = (type_of("array", "array"), type_of("_io", "BytesIO"));
     let ptr =
         |t: &Option<Bound<'_, PyAny>>| t.as_ref().map_or(std::ptr::null_mut(), |t| t.as_ptr());
     // SAFETY: the GIL is held (`py`); each pointer is null or a live object
     // (the Bounds keep them alive during the call).
-    unsafe { cpython::lg_objects_know_buffer_types(ptr(&types[0]), ptr(&types[1])) };
-    for (i, t) in types.iter().enumerate() {
-        if t.is_some() {
-            BUFFER_TYPES_KNOWN[i].store(true, Ordering::Relaxed);
-        }
-    }
+    unsafe { cpython::lg_objects_know_buffer_types(ptr(&array), ptr(&bytesio)) };
 }
 
 /// The blocks `obj` owns: its own first, then the buffers only it points to.

@@ -57,20 +57,15 @@ def growth_rule(series: Sequence[int]) -> Optional[str]:
         median = rises[len(rises) // 2]
         if -setbacks[0] * 2 <= median:
             return ALL_BUT_ONE
-    if any(d < 0 for d in deltas) or all(d == 0 for d in deltas):
+    if any(d < 0 for d in deltas):
         return None
     # Flat rounds at the end, no more of them than anywhere before: a leak
     # every k rounds pauses as long each time; one that stopped (a cache
     # that filled over several rounds) pauses at the end for the first time.
     flat_runs = "".join("+" if d > 0 else "0" for d in deltas).split("+")
-    if len(flat_runs[-1]) > max(len(run) for run in flat_runs[:-1]):
+    if len(flat_runs[-1]) > max((len(run) for run in flat_runs[:-1]), default=0):
         return None
     for k in range(2, len(deltas) // 2 + 1):
         if all(later > earlier for earlier, later in zip(series, series[k:])):
-            return every_k_rounds(k)
+            return f"every {k} rounds"
     return None
-
-
-def every_k_rounds(k: int) -> str:
-    """The rule's name for a series that grows over every ``k`` rounds."""
-    return EVERY_ROUND if k == 1 else f"every {k} rounds"

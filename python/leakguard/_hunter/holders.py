@@ -32,6 +32,9 @@ from .. import _leakguard as native
 from .report import Holder
 
 RawTraceback = Tuple[Tuple[str, int], ...]
+#: A chain found, and the containers on it that can grow (see :func:`growable`),
+#: root end first: what the hunt's replacing-cache check measures.
+Chain = Tuple[Holder, List[object]]
 
 MAX_DEPTH = 14
 MAX_FRONTIER = 200
@@ -291,7 +294,7 @@ class _Search:
         self.seen[key] = index
         return index
 
-    def root_of(self, index: int) -> Optional[Holder]:
+    def root_of(self, index: int) -> Optional[Chain]:
         """The chain ending at node ``index`` if that node is a root."""
         obj = self.nodes[index]
         child = self.parent[index]
@@ -331,17 +334,13 @@ class _Search:
             index = self.parent[index]
         return path  # root end first, the sample last
 
-    def _chain(self, kind: str, label: str, index: int) -> Holder:
+    def _chain(self, kind: str, label: str, index: int) -> Chain:
         path = self._path(index)
         steps: List[str] = []
         root = self.nodes[path[0]]
         nodes = [describe(root)]
-        bounded = label in BOUNDED_GLOBALS or path[-1] in self.spare
-        # A size-limited container bounds what it holds only when nothing
-        # above it on the chain can grow: one per leaked object (each leaked
-        # connection's statement cache) is as many as there are leaked objects.
-        limited = _Limits()
-        limited.meet(root, "")
+        # Each object shown, with the step that reached it.
+        met: List[Tuple[object, str]] = [(root, "")]
         i = 0
         while i + 1 < len(path):
             parent, child = self.nodes[path[i]], self.nodes[path[i + 1]]
@@ -352,19 +351,22 @@ class _Search:
                 if key.startswith("['") and key.endswith("']"):
                     steps.append("." + key[2:-2])
                     nodes.append(describe(self.nodes[path[i + 2]]))
-                    limited.meet(self.nodes[path[i + 2]], key)
+                    met.append((self.nodes[path[i + 2]], key))
                     i += 2
                     continue
             steps.append(s)
             nodes.append(describe(child))
-            limited.meet(child, s)
+            met.append((child, s))
             i += 1
-        bounded = bounded or limited.bounded
-        return Holder(
+        # A __dict__'s length is the number of attributes, not what it holds.
+        containers = [obj for obj, via in met if via != ".__dict__" and growable(obj)]
+        bounded = label in BOUNDED_GLOBALS or path[-1] in self.spare or _limited(met)
+        holder = Holder(
             kind, label, tuple(steps), tuple(nodes), bounded, runner=kind == "test runner"
         )
+        return holder, containers
 
-    def _function_chain(self, func: types.FunctionType, index: int) -> Holder:
+    def _function_chain(self, func: types.FunctionType, index: int) -> Chain:
         path = self._path(index)
         # A closure bound to a module global is known by that name, not by
         # the qualified name of the function that made it.
@@ -376,16 +378,16 @@ class _Search:
             closure = func.__closure__ or ()
             var = next((n for n, c in zip(names, closure) if c is cell), "?")
             # from the variable's value down (the cell itself when it is the sample)
-            rest = self._chain("closure", label, path[3] if len(path) > 3 else path[2])
+            rest, containers = self._chain("closure", label, path[3] if len(path) > 3 else path[2])
             return Holder(
                 "closure",
                 f"{label} closure variable {var!r}",
                 rest.steps,
                 rest.nodes,
                 rest.bounded,
-            )
+            ), containers
         if child is func.__defaults__ and len(path) > 2:
-            rest = self._chain("function", label, path[2])
+            rest, containers = self._chain("function", label, path[2])
             pos = step(child, self.nodes[path[2]])
             return Holder(
                 "default argument",
@@ -393,7 +395,7 @@ class _Search:
                 rest.steps,
                 rest.nodes,
                 rest.bounded,
-            )
+            ), containers
         return self._chain("function", label, index)
 
 
@@ -417,22 +419,17 @@ def _bounded(obj: object) -> bool:
     return False
 
 
-class _Limits:
-    """Walks a chain from its root down: ``bounded`` once a size-limited
-    container is met with no growable one above it (a ``__dict__`` holds
-    attributes, not the growth, and does not count)."""
-
-    def __init__(self) -> None:
-        self.bounded = False
-        self._growable_above = False
-
-    def meet(self, obj: object, via: str) -> None:
-        if self.bounded or self._growable_above:
-            return
+def _limited(met: List[Tuple[object, str]]) -> bool:
+    """Whether a chain (its objects root first, each with the step that
+    reached it) runs through a size-limited container with no growable one
+    above it: a size-limited cache per leaked object (each leaked
+    connection's statement cache) is as many as there are leaked objects."""
+    for obj, via in met:
         if _bounded(obj):
-            self.bounded = True
-        elif growable(obj) and via != ".__dict__":
-            self._growable_above = True
+            return True
+        if via != ".__dict__" and growable(obj):
+            return False
+    return False
 
 
 def _is_named(obj: object) -> bool:
@@ -621,9 +618,10 @@ class _Found:
         site, sample = search.site[index], search.sample[index]
         if (site, sample) in self.done:
             return
-        holder = search.root_of(index)
-        if holder is None:
+        chain = search.root_of(index)
+        if chain is None:
             return
+        holder, containers = chain
         self.done.add((site, sample))
         self.first_level.setdefault(site, depth)
         held = self.chains[site].get(holder.root)
@@ -632,7 +630,7 @@ class _Found:
             # (to an object allocated at the site rather than the buffer of
             # the container holding it) says most.
             samples = held[0] if held is not None else set()
-            held = self.chains[site][holder.root] = (samples, holder, _growable_on(search, index))
+            held = self.chains[site][holder.root] = (samples, holder, containers)
         held[0].add(sample)
 
     def climbing(self, search: _Search, index: int, depth: int) -> bool:
@@ -652,15 +650,3 @@ class _Found:
             )
             out.append([(holder, objs) for _, holder, objs in ranked[:per_site]])
         return out
-
-
-def _growable_on(search: _Search, index: int) -> List[object]:
-    """The growable containers on the chain from node ``index`` (a root) down
-    to its sample, leaving out ``__dict__``s: their length is the number of
-    attributes, not of what the chain holds."""
-    nodes = [search.nodes[i] for i in search._path(index)]
-    return [
-        obj
-        for i, obj in enumerate(nodes)
-        if growable(obj) and (i == 0 or step(nodes[i - 1], obj) != ".__dict__")
-    ]

@@ -237,11 +237,7 @@ class Tracker:
             if size <= 0:
                 continue
             # what diff() leaves out (a notebook kernel's own threads) too
-            if (
-                raw
-                and self._left_out
-                and not all(f._match((0, size, raw, len(raw))) for f in self._left_out)
-            ):
+            if raw and not all(f._match((0, size, raw, len(raw))) for f in self._left_out):
                 continue
             if key_type == "traceback" or not raw:
                 key = raw
