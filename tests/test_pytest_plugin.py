@@ -396,6 +396,9 @@ def test_parse_size_rejects_types(value: object) -> None:
         ('limit_leaks("1 MB", filter_fn=42)', "limit_leaks", "filter_fn must be a callable"),
         ("no_leaks(round=3)", "no_leaks", "unexpected keyword argument 'round'"),
         ('limit_memory("1 MB", bogus=True)', "limit_memory", "unexpected keyword argument"),
+        ('limit_memory("1 MB", limit="2 MB")', "limit_memory", "the limit is given twice"),
+        ("limit_memory()", "limit_memory", "missing the limit"),
+        ('limit_memory(limit="2 XB")', "limit_memory", "limit: invalid memory size '2 XB'"),
     ],
 )
 def test_bad_marker_is_a_usage_error(
@@ -423,6 +426,50 @@ def test_bad_marker_is_a_usage_error(
     assert says in err, err
     # the error comes before any test runs
     assert "passed" not in result.stdout.str()
+    # the marker is named, not the plugin's code reading it
+    assert "_no_leaks" not in err and "_limit_" not in err, err
+
+
+def test_every_bad_marker_is_reported(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_bad="""
+        import pytest
+
+        @pytest.mark.no_leaks(round=3)
+        @pytest.mark.limit_leaks("1 ZB")
+        def test_one():
+            pass
+
+        @pytest.mark.limit_memory("-1 MB")
+        def test_two():
+            pass
+        """
+    )
+    result = run_inprocess(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert "test_bad.py::test_one: @pytest.mark.no_leaks: got an unexpected keyword" in err, err
+    assert "test_bad.py::test_one: @pytest.mark.limit_leaks: location_limit:" in err, err
+    assert "test_bad.py::test_two: @pytest.mark.limit_memory: memory_limit:" in err, err
+
+
+def test_limit_memory_takes_pytest_memrays_older_keyword(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_kw="""
+        import pytest
+
+        @pytest.mark.limit_memory(limit="1 MB")
+        def test_over():
+            b = bytearray(3 * 1024 * 1024)
+
+        @pytest.mark.limit_memory(limit="10 MB", current_thread_only=True)
+        def test_under():
+            b = bytearray(3 * 1024 * 1024)
+        """
+    )
+    result = run_inprocess(pytester)
+    result.assert_outcomes(passed=1, failed=1)
+    assert "above the limit of 1 MB" in result.stdout.str()
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ the marker, raised before any test runs.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, NamedTuple, Optional
 
 import pytest
@@ -223,8 +224,19 @@ def _no_leaks(rounds: object = DEFAULT_ROUNDS, warmup: object = DEFAULT_WARMUP) 
     return Hunt(check_count("rounds", rounds, 1), check_count("warmup", warmup, 0))
 
 
-def _limit_memory(memory_limit: object, *, current_thread_only: object = False) -> Limit:
-    text, nbytes = _size("memory_limit", memory_limit)
+_UNSET: Any = object()
+
+
+def _limit_memory(
+    memory_limit: object = _UNSET, *, current_thread_only: object = False, limit: object = _UNSET
+) -> Limit:
+    # ``limit`` is the name older pytest-memray releases gave the argument.
+    if memory_limit is _UNSET and limit is _UNSET:
+        raise _Invalid("missing the limit, e.g. limit_memory(\"24 MB\")")
+    if memory_limit is not _UNSET and limit is not _UNSET:
+        raise _Invalid("the limit is given twice (memory_limit and limit)")
+    name = "memory_limit" if limit is _UNSET else "limit"
+    text, nbytes = _size(name, memory_limit if limit is _UNSET else limit)
     return Limit(text, nbytes, current_thread_only=bool(current_thread_only))
 
 
@@ -254,6 +266,10 @@ _MARKER_READERS: dict[str, Callable[..., Any]] = {
 }
 
 
+class MarkerError(Exception):
+    """A marker with bad arguments; the message names the test and the marker."""
+
+
 def _marker(item: pytest.Item, name: str) -> Any:
     mark = item.get_closest_marker(name)
     if mark is None:
@@ -261,14 +277,26 @@ def _marker(item: pytest.Item, name: str) -> Any:
     try:
         return _MARKER_READERS[name](*mark.args, **mark.kwargs)
     except (_Invalid, TypeError, ValueError) as e:
-        raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.{name}: {e}") from None
+        # A TypeError of the call names the reader ("_no_leaks() got an
+        # unexpected keyword argument"): the user wrote the marker.
+        message = re.sub(r"^_?\w+\(\) ", "", str(e))
+        raise MarkerError(f"{item.nodeid}: @pytest.mark.{name}: {message}") from None
 
 
 def plan_for(item: pytest.Item, settings: Settings) -> Optional[Plan]:
-    """The plan for ``item``, or None when the plugin leaves it alone."""
-    hunt = _marker(item, "no_leaks")
-    limit_memory = _marker(item, "limit_memory")
-    limit_leaks = _marker(item, "limit_leaks")
+    """The plan for ``item``, or None when the plugin leaves it alone.
+
+    Raises :class:`MarkerError` for a marker with bad arguments."""
+    errors = []
+    found = {}
+    for name in _MARKER_READERS:
+        try:
+            found[name] = _marker(item, name)
+        except MarkerError as e:
+            errors.append(str(e))
+    if errors:
+        raise MarkerError("\n".join(errors))
+    hunt, limit_memory, limit_leaks = (found[n] for n in _MARKER_READERS)
     hunt = hunt or settings.hunt
     limit_memory = limit_memory or settings.limit_memory
     limit_leaks = limit_leaks or settings.limit_leaks

@@ -14,7 +14,16 @@ from typing import Any, Generator, Iterator, List, Optional
 import pytest
 
 from .board import PeakBoard
-from .plan import DEFAULT_NFRAME, MARKERS, Plan, Settings, add_options, plan_for, read_settings
+from .plan import (
+    DEFAULT_NFRAME,
+    MARKERS,
+    MarkerError,
+    Plan,
+    Settings,
+    add_options,
+    plan_for,
+    read_settings,
+)
 
 _PLAN = pytest.StashKey[Plan]()
 _MEASURED = pytest.StashKey[Any]()
@@ -120,10 +129,18 @@ def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: List[pytest.Item]
 ) -> None:
     settings = config.stash[_STATE].settings
+    errors = []
     for item in items:
-        plan = plan_for(item, settings)
+        try:
+            plan = plan_for(item, settings)
+        except MarkerError as e:
+            errors.append(str(e))
+            continue
         if plan is not None:
             item.stash[_PLAN] = plan
+    if errors:
+        # every bad marker of the run at once, before any test runs
+        raise pytest.UsageError("leakguard: bad markers:\n" + "\n".join(errors))
 
 
 def _listed_from(state: _RunState, nodeid: str) -> Optional[int]:
