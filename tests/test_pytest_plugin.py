@@ -585,6 +585,70 @@ def test_own_failures_skips_xfail_and_unittest(pytester: pytest.Pytester) -> Non
     assert "LEAKING  test_own.py::test_xfail_leaking" in summary
 
 
+SUBTESTS = """
+import pytest
+
+HELD = []
+RUNS = [0]
+
+
+@pytest.mark.no_leaks
+def test_first_run_fails(subtests):
+    for i in range(3):
+        with subtests.test(i=i):
+            assert i < 2
+
+
+@pytest.mark.no_leaks
+def test_third_run_fails(subtests):
+    RUNS[0] += 1
+    for i in range(2):
+        with subtests.test(i=i):
+            assert RUNS[0] < 3 or i == 0, "third run"
+
+
+@pytest.mark.no_leaks
+def test_clean(subtests):
+    for i in range(2):
+        with subtests.test(i=i):
+            data = bytearray(1000)
+            del data
+
+
+@pytest.mark.no_leaks
+def test_leaks(subtests):
+    for i in range(2):
+        with subtests.test(i=i):
+            HELD.append(bytearray(5000))
+"""
+
+
+def test_subtests_reported_once(pytester: pytest.Pytester) -> None:
+    """A test with subtests, run 7 times, reports its subtests as one run
+    does; a failing subtest (in any run) is the test's own failure."""
+    pytester.makeconftest("")
+    try:
+        import _pytest.subtests  # noqa: F401 (pytest >= 9)
+    except ImportError:
+        pytest.importorskip("pytest_subtests")
+    path = pytester.makepyfile(test_sub=SUBTESTS)
+    result = run(pytester, "-v")
+    out = result.stdout.str()
+    # the first run's subtests, each test's 2, not 7 times as many
+    assert re.search(r"\b8 subtests passed\b", out), out
+    assert len(re.findall(r"^SUBFAILED\(i=2\) test_sub.py::test_first_run_fails", out, re.M)) == 1
+    assert len(re.findall(r"^SUBFAILED\(i=1\) test_sub.py::test_third_run_fails", out, re.M)) == 1
+    assert "third run" in out
+    text = section(result, "test_leaks")
+    assert "leakguard: memory grows round after round" in text, text
+    assert_site(text, path, "HELD.append(bytearray(5000))")
+    assert statuses(result)["test_sub.py::test_clean"] == "PASSED"
+    # no leak verdict for the tests whose subtests failed
+    for name in ("test_first_run_fails", "test_third_run_fails"):
+        text = section(result, name)
+        assert "contains 1 failed subtest" in text and "leakguard" not in text, text
+
+
 # ---------------------------------------------------------------------------
 # 5. Options and ini settings
 

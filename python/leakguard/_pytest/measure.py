@@ -285,6 +285,48 @@ class _BetweenRuns:
             report.stream.write(log)
 
 
+class _Subtests:
+    """The reports of a test's subtests (pytest's ``subtests`` fixture) when
+    the test runs more than once: the first run's go out as usual; a later
+    run's passing subtests are not reported again (the test passed them
+    once), and its first failing subtest is reported and stops the runs.
+    A failing subtest is the test's own failure: no memory verdict."""
+
+    def __init__(self, item: pytest.Item) -> None:
+        funcargs = getattr(item, "funcargs", None)
+        fixture = funcargs.get("subtests") if isinstance(funcargs, dict) else None
+        # pytest's own fixture keeps the hooks it reports through in
+        # ``_ihook``, the pytest-subtests plugin's in ``ihook``.
+        self.attr = next((a for a in ("_ihook", "ihook") if hasattr(fixture, a)), None)
+        self.fixture = fixture
+        self.hooks: Any = getattr(fixture, self.attr) if self.attr else None
+        self.quiet = False
+        self.failed = False
+        if self.attr is not None:
+            setattr(fixture, self.attr, self)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.hooks, name)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed:
+            if self.failed and self.quiet:
+                return  # the runs stop at the end of this one: one failure shown
+            self.failed = True
+        elif self.quiet:
+            return
+        self.hooks.pytest_runtest_logreport(report=report)
+
+    def pytest_exception_interact(self, **kwargs: Any) -> None:
+        # (--pdb) for the failures that are reported
+        if not self.quiet or self.failed:
+            self.hooks.pytest_exception_interact(**kwargs)
+
+    def restore(self) -> None:
+        if self.attr is not None:
+            setattr(self.fixture, self.attr, self.hooks)
+
+
 # ---------------------------------------------------------------------------
 # Running a test
 
@@ -293,9 +335,10 @@ class _Stop(Exception):
     """A unittest-style run reported its own failure (it does not raise)."""
 
 
-def _own_failure(item: pytest.Item) -> bool:
-    # unittest.TestCase items record their errors instead of raising them.
-    return bool(getattr(item, "_excinfo", None))
+def _own_failure(item: pytest.Item, subtests: Optional[_Subtests]) -> bool:
+    # unittest.TestCase items record their errors instead of raising them;
+    # a subtest's failure is reported, not raised.
+    return bool(getattr(item, "_excinfo", None)) or bool(subtests and subtests.failed)
 
 
 def run(
@@ -307,6 +350,7 @@ def run(
     lines at the peak are not read when no one will show them."""
     measured = Measured(item.nodeid)
     between = _BetweenRuns(item)
+    subtests = _Subtests(item) if plan.hunt is not None else None
     finished = False
     leak_limit = plan.limit_leaks
     thread_only = any(
@@ -329,7 +373,7 @@ def run(
             with tracker:
                 runtest()
             ran = 1
-            if _own_failure(item):
+            if _own_failure(item, subtests):
                 return measured
             _fill(measured, tracker, leak_limit, SITES_SHOWN if plan.limit_memory else 3)
         if plan.hunt is not None:
@@ -339,9 +383,11 @@ def run(
                 nonlocal calls
                 if ran or calls:
                     between.before_next_run()
+                    assert subtests is not None
+                    subtests.quiet = True
                 calls += 1
                 runtest()
-                if _own_failure(item):
+                if _own_failure(item, subtests):
                     raise _Stop
 
             try:
@@ -359,6 +405,8 @@ def run(
         finished = True
     finally:
         between.restore(keep_last=not finished)
+        if subtests is not None:
+            subtests.restore()
     _judge(measured, plan)
     if measured.failures:
         raise MemoryFailure(measured)
