@@ -910,6 +910,42 @@ def test_leakguard_fixture(pytester: pytest.Pytester) -> None:
     assert "held by: test_fx.GROWN (list" in text
 
 
+FIXTURE_SELF = """
+import linecache
+
+import pytest
+
+
+def test_a_builds_a_big_heap():
+    # many distinct tracebacks alive: a snapshot of them is big
+    import asyncio, decimal, email.mime.multipart, http.server, unittest.mock, xml.dom.minidom
+    global MANY
+    MANY = [eval(f"lambda: {i}") for i in range(3000)]
+
+
+@pytest.mark.limit_memory("1 MB")
+def test_b_allocates_nothing(leakguard):
+    assert leakguard.leaked < 2000, [str(d) for d in leakguard.diff()[:5]]
+    names = {d.traceback[0].filename for d in leakguard.diff() if d.size_diff}
+    assert not [n for n in names if "/_pytest/" in n or "/leakguard/" in n], names
+
+
+def test_c_sees_its_own(leakguard):
+    kept = [bytearray(30_000)]
+    assert 30_000 <= leakguard.leaked < 34_000
+    assert "bytearray(30_000)" in linecache.getline(__file__, leakguard.diff()[0].traceback[0].lineno)
+"""
+
+
+def test_leakguard_fixture_charges_the_test_only(pytester: pytest.Pytester) -> None:
+    """Neither the fixture's own snapshots and diffs nor pytest's work count
+    as the test's memory: not in ``leaked``, not in a limit's peak."""
+    pytester.makepyfile(test_self=FIXTURE_SELF)
+    for args in ((), ("--leakguard",)):
+        result = run(pytester, *args)
+        result.assert_outcomes(passed=3)
+
+
 # ---------------------------------------------------------------------------
 # 7. No effect when unused; disabled
 

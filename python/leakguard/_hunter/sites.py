@@ -18,7 +18,9 @@ from __future__ import annotations
 import os
 import sys
 import sysconfig
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
+
+from .._model import BaseFilter
 
 Site = Tuple[str, int]
 RawTraceback = Tuple[Tuple[str, int], ...]
@@ -115,9 +117,16 @@ class SiteResolver:
 
     The files of the ``runner`` packages (see :data:`RUNNER_PACKAGES`) count
     as leakguard's own: a block they allocate directly is left out, and their
-    frames end the search for the program's line."""
+    frames end the search for the program's line. With a runner, a block
+    whose traceback reaches the runner's (or leakguard's) frames through
+    library code alone is left out too: the runner calls the program (a
+    test, a cell), so library code it calls directly works for the runner —
+    pytest's assertion rewriting, a dataclass made by an import of the
+    runner. Without one (``leakguard.hunt(json.loads, text)``) such a block
+    is charged to its most recent frame."""
 
     def __init__(self, runner: Tuple[str, ...] = ()) -> None:
+        self._runner = bool(runner)
         self._stdlib, self._packages = _library_dirs()
         self._own = package_dirs(("leakguard", *runner))
         # filename -> (is library code, is an ignored cache, is leakguard)
@@ -166,10 +175,34 @@ class SiteResolver:
         library, ignored, own = self._kind(traceback[0][0])
         if ignored or own:
             return None
+        generated: Optional[Site] = None
         for filename, lineno in traceback:
             library, _, own = self._kind(filename)
             if own:
-                break  # the frames above leakguard's were all library code
+                # the frames above leakguard's (or the runner's) were all
+                # library code, or code the runner generated (a dataclass's
+                # __init__ made by one of its imports)
+                return None if self._runner else generated or traceback[0]
             if not library:
-                return (filename, lineno)
-        return traceback[0]
+                if generated is None:
+                    generated = (filename, lineno)
+                if not (self._runner and filename == "<string>"):
+                    return generated
+        return generated or traceback[0]
+
+
+class LeaveOut(BaseFilter):
+    """A filter for ``Snapshot.filter_traces`` leaving out the blocks a
+    :class:`SiteResolver` charges to no site: leakguard's own, the runner's
+    (pytest's for the ``leakguard`` fixture) and the interpreter caches'."""
+
+    # Decided by the traceback alone: filter_traces judges each distinct
+    # traceback once.
+    _key_only = True
+
+    def __init__(self, runner: Tuple[str, ...] = ()) -> None:
+        super().__init__(False)
+        self._resolver = SiteResolver(runner)
+
+    def _match(self, trace: Any) -> bool:
+        return self._resolver.site(trace[2]) is not None

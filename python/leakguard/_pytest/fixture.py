@@ -8,6 +8,7 @@ from typing import Any, Callable, List, Optional
 from .._hunter.report import LeakReport
 from .._hunter.rounds import hunt
 from .._hunter.session import TracingSession, unrecorded
+from .._hunter.sites import RUNNER_PACKAGES, LeaveOut
 from .._hunter.track import Tracker, left_alive
 from .._model import Snapshot, StatisticDiff
 from ..tracemalloc import take_snapshot
@@ -24,8 +25,11 @@ class LeakguardFixture:
       or at the last :meth:`reset`;
     * :meth:`snapshot`: the live traces now;
     * :meth:`diff`: what changed since the baseline, per line (or file,
-      traceback), after a full collection;
-    * :attr:`leaked`: bytes allocated since the baseline and alive now;
+      traceback), after a full collection, leaving out what leakguard and
+      pytest allocated for themselves (and the interpreter caches of
+      ``leakguard.IGNORED_CACHES``);
+    * :attr:`leaked`: bytes allocated since the baseline and alive now, as
+      :meth:`diff` counts them;
     * :meth:`assert_no_leaks`: hunts ``func`` and fails the test with the
       leak report when it leaks; :meth:`hunt` returns the report;
     * :meth:`track`: a :class:`leakguard.Tracker` for a block of the test.
@@ -35,6 +39,9 @@ class LeakguardFixture:
         self.nframe = nframe
         self.baseline: Optional[Snapshot] = None
         self._session: Optional[TracingSession] = None
+        self._leave_out = LeaveOut(RUNNER_PACKAGES)
+        # the baseline without what diff() leaves out, made once
+        self._base: Optional[Snapshot] = None
 
     def _start(self) -> None:
         self._session = TracingSession(self.nframe)
@@ -55,13 +62,21 @@ class LeakguardFixture:
         """Makes now the baseline (after a full collection)."""
         gc.collect()
         self.baseline = self.snapshot()
+        self._base = None
 
     def diff(self, key_type: str = "lineno", cumulative: bool = False) -> List[StatisticDiff]:
         """``snapshot().compare_to(baseline, key_type, cumulative)`` after a
-        full collection: what the test allocated (or freed) since the baseline."""
+        full collection: what the test allocated (or freed) since the
+        baseline, without leakguard's, pytest's and the interpreter caches'
+        own blocks. The comparison is not traced: neither its work nor the
+        list returned counts as the test's memory."""
         assert self.baseline is not None
         gc.collect()
-        return self.snapshot().compare_to(self.baseline, key_type, cumulative)
+        with unrecorded():
+            if self._base is None:
+                self._base = self.baseline.filter_traces([self._leave_out])
+            now = take_snapshot().filter_traces([self._leave_out])
+            return now.compare_to(self._base, key_type, cumulative)
 
     @property
     def leaked(self) -> int:
