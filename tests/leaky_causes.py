@@ -7,6 +7,7 @@ Each leaking line carries a ``# LEAK: name`` comment and each control a
 from __future__ import annotations
 
 import array
+import atexit
 import collections
 import functools
 import gc
@@ -15,6 +16,7 @@ import queue
 import random
 import re
 import threading
+import weakref
 from typing import Any, Dict, List, Optional
 
 # --- a global list that keeps growing ---------------------------------------
@@ -414,3 +416,41 @@ class Registry:
     def register(cls, n: int = 30) -> None:
         for i in range(n):
             cls.items.append(b"x" * (100 + i % 5))  # LEAK: class-attr
+
+
+# --- closures and partials kept by a growing list, a closure by native code ----
+
+CALLBACKS: List[Any] = []
+PENDING: List[Any] = []
+#: the callbacks given to atexit (weakly: only atexit's own list holds them)
+AT_EXIT: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def make_callback(size: int) -> Any:
+    data = bytearray(size)  # LEAK: closure-in-list
+    return lambda: len(data)
+
+
+def add_callbacks(n: int = 3) -> None:
+    for _ in range(n):
+        CALLBACKS.append(make_callback(5000))
+
+
+def process(payload: bytes) -> int:
+    return len(payload)
+
+
+def queue_partials(n: int = 3) -> None:
+    for _ in range(n):
+        payload = bytearray(4000)  # LEAK: partial-payload
+        PENDING.append(functools.partial(process, payload=payload))
+
+
+def register_at_exit() -> None:
+    data = bytearray(6000)  # LEAK: atexit-closure
+
+    def flush() -> int:
+        return len(data)
+
+    atexit.register(flush)
+    AT_EXIT.add(flush)

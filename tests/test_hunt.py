@@ -3,6 +3,7 @@ its holder; bounded caches, warm-up-only caches and churn are not flagged."""
 
 from __future__ import annotations
 
+import atexit
 import gc
 import os
 import subprocess
@@ -223,7 +224,7 @@ def test_a_size_limited_cache_per_leaked_object_is_a_leak() -> None:
     chain = leak.holders[0]
     assert chain.root == "leaky_causes.SESSIONS" and not chain.bounded, str(report)
     assert str(chain).startswith("leaky_causes.SESSIONS (list, "), str(report)
-    assert "lru_cache, maxsize=64, 1 entries → [cached] → " in str(chain), str(report)
+    assert "lru_cache, maxsize=64, 1 entry → [cached] → " in str(chain), str(report)
 
 
 def test_a_deque_with_maxlen_per_leaked_object_is_a_leak() -> None:
@@ -286,7 +287,8 @@ def test_a_class_made_at_run_time_is_climbed_through_to_its_registry() -> None:
     holder = leak_at(report, "route-handler").holders[0]
     # not a module attribute "leaky_causes.Route3.handle", which does not exist
     assert holder.root == "leaky_causes.ROUTES", str(report)
-    assert holder.steps[-1] == ".handle" and holder.nodes[-1] == "function", str(holder)
+    assert holder.steps[-1] == ".handle", str(holder)
+    assert holder.nodes[-1] == "function leaky_causes.add_route.<locals>.handle", str(holder)
     assert holder.nodes[-2].startswith("class leaky_causes.Route"), str(holder)
 
 
@@ -294,6 +296,41 @@ def test_a_closure_bound_to_a_module_global_is_named_by_it() -> None:
     report = leakguard.hunt(causes.RECORD)
     holder = leak_at(report, "bound-closure").holders[0]
     assert holder.root == "leaky_causes.RECORD closure variable 'history'", str(report)
+
+
+def test_closures_and_partials_in_a_growing_list_are_held_by_the_list() -> None:
+    # A function made at run time is no root: what holds it is (it used to
+    # end the chain, and the closure's buffer was filed as bounded).
+    try:
+        report = leakguard.hunt(causes.add_callbacks)
+        partials = leakguard.hunt(causes.queue_partials)
+    finally:
+        causes.CALLBACKS.clear()
+        causes.PENDING.clear()
+    holder = leak_at(report, "closure-in-list").holders[0]
+    assert holder.root == "leaky_causes.CALLBACKS", str(report)
+    assert holder.nodes[1] == "function leaky_causes.make_callback.<locals>.<lambda>"
+    assert holder.steps[-1] == ".cell_contents" and holder.nodes[-1].startswith("bytearray")
+    assert not report.bounded, str(report)
+    holder = leak_at(partials, "partial-payload").holders[0]
+    assert holder.root == "leaky_causes.PENDING", str(partials)
+    assert holder.nodes[1] == "functools.partial", str(holder)
+    assert holder.steps[1:3] == (".keywords", "['payload']"), str(holder)
+    assert holder.nodes[-1].startswith("bytearray, 4,000 bytes"), str(holder)
+    assert not partials.bounded, str(partials)
+
+
+def test_a_closure_only_native_code_holds_is_named() -> None:
+    # atexit keeps its callbacks out of the collector's sight: the chain
+    # ends at the closure, the best there is, and the site is a leak.
+    try:
+        report = leakguard.hunt(causes.register_at_exit)
+    finally:
+        for func in list(causes.AT_EXIT):
+            atexit.unregister(func)
+    holder = leak_at(report, "atexit-closure").holders[0]
+    assert holder.root == "leaky_causes.register_at_exit.<locals>.flush closure variable 'data'"
+    assert not report.bounded, str(report)
 
 
 def test_buffers_of_an_array_and_a_bytesio_are_traced_to_their_owner() -> None:

@@ -93,7 +93,7 @@ def describe(obj: object) -> str:
             info = obj.cache_info()
         except Exception:  # pragma: no cover - a foreign lru_cache
             return "lru_cache"
-        return f"lru_cache, maxsize={info.maxsize}, {info.currsize:,} entries"
+        return f"lru_cache, maxsize={info.maxsize}, {_count(info.currsize, 'entries')}"
     for base, unit in (
         (dict, "items"),
         (list, "items"),
@@ -108,9 +108,19 @@ def describe(obj: object) -> str:
         if isinstance(obj, base):
             n = cast(Any, base).__len__(obj)
             if isinstance(obj, collections.deque) and obj.maxlen is not None:
-                return f"{name}, {n:,} items, maxlen={obj.maxlen:,}"
-            return f"{name}, {n:,} {unit}"
+                return f"{name}, {_count(n, 'items')}, maxlen={obj.maxlen:,}"
+            return f"{name}, {_count(n, unit)}"
+    if isinstance(obj, types.FunctionType):
+        return f"function {_qualname(obj)}"
     return name
+
+
+_ONE = {"items": "item", "entries": "entry", "chars": "char", "bytes": "byte"}
+
+
+def _count(n: int, unit: str) -> str:
+    """``1,200 items``, ``1 item``."""
+    return f"1 {_ONE[unit]}" if n == 1 else f"{n:,} {unit}"
 
 
 def _short(key: object) -> str:
@@ -193,13 +203,16 @@ def step(parent: object, child: object) -> str:
         for k, v in dict.items(attrs):
             if v is child:
                 return f".{k}"
+    # Fields read straight from the object's memory: a class's __slots__,
+    # a native type's members (functools.partial's .keywords). Reading them
+    # runs no code of the program's.
     for cls in type(parent).__mro__:
-        for name in getattr(cls, "__slots__", ()) or ():
-            if isinstance(name, str):
+        for name, member in list(vars(cls).items()):
+            if isinstance(member, types.MemberDescriptorType):
                 try:
-                    if object.__getattribute__(parent, name) is child:
+                    if member.__get__(parent, cls) is child:
                         return f".{name}"
-                except AttributeError:
+                except (AttributeError, TypeError):
                     continue
     return ""  # a reference native code holds, with no name to show
 
@@ -280,6 +293,12 @@ class _Search:
         #: samples that are an empty container's own buffer: spare capacity
         #: (a dict's table after its items left), bounded by its past size
         self.spare: Set[int] = set()
+        #: samples located by a container's buffer that grew (the container
+        #: is the sample): their chains count the sample among its containers
+        self.buffers: Set[int] = set()
+        #: per (site, sample), the node of a function that nothing names:
+        #: its chain is used when the climb finds no root above it
+        self.fallback: Dict[Tuple[int, int], int] = {}
         self.ignored = {id(self.nodes), id(roots._keep)}
 
     def add(self, obj: object, parent: int, site: int, sample: int) -> int:
@@ -304,7 +323,14 @@ class _Search:
             # the climb goes on to what holds it.
             return self._chain("lru_cache", _qualname(obj), index)
         if isinstance(obj, types.FunctionType) and child >= 0:
-            return self._function_chain(obj, index)
+            if _is_named(obj) or id(obj) in self.roots.functions:
+                return self._function_chain(obj, index)
+            # A function made at run time (a lambda, a closure) that nothing
+            # names is held by something: the climb goes on to it, and this
+            # chain is kept in case nothing is found (a callback only native
+            # code keeps, such as atexit's).
+            self.fallback.setdefault((self.site[index], self.sample[index]), index)
+            return None
         known = self.roots.values.get(id(obj))
         if known is not None:
             return self._chain(known[0], known[1], index)
@@ -358,8 +384,13 @@ class _Search:
             nodes.append(describe(child))
             met.append((child, s))
             i += 1
-        # A __dict__'s length is the number of attributes, not what it holds.
-        containers = [obj for obj, via in met if via != ".__dict__" and growable(obj)]
+        # A __dict__'s length is the number of attributes, not what it holds;
+        # the sample (last) holds itself only when its own buffer grew.
+        if path[-1] not in self.buffers:
+            met_above = met[:-1]
+        else:
+            met_above = met
+        containers = [obj for obj, via in met_above if via != ".__dict__" and growable(obj)]
         bounded = label in BOUNDED_GLOBALS or path[-1] in self.spare or _limited(met)
         holder = Holder(
             kind, label, tuple(steps), tuple(nodes), bounded, runner=kind == "test runner"
@@ -526,8 +557,10 @@ def find_holders(
         index = search.add(obj, -1, site, sample)
         if index < 0:
             continue
-        if via_buffer and _is_empty(obj):
-            search.spare.add(index)
+        if via_buffer:
+            search.buffers.add(index)
+            if _is_empty(obj):
+                search.spare.add(index)
         found.check(search, index, 0)
         # Containers the collector does not track hide from gc.get_referrers:
         # the walk says which ones led to the object; climb them here.
@@ -580,6 +613,11 @@ def find_holders(
         for index in next_frontier:
             found.check(search, index, depth)
         frontier = [i for i in next_frontier if found.climbing(search, i, depth)]
+    for (site, sample), index in search.fallback.items():
+        if not found.chains[site]:
+            func = search.nodes[index]
+            assert isinstance(func, types.FunctionType)
+            found.note(site, sample, search._function_chain(func, index))
     chosen = found.result(CHAINS_PER_SITE)
     if chain_containers is not None:
         chain_containers[:] = [[c for _, c in site] for site in chosen]
@@ -621,9 +659,12 @@ class _Found:
         chain = search.root_of(index)
         if chain is None:
             return
-        holder, containers = chain
         self.done.add((site, sample))
         self.first_level.setdefault(site, depth)
+        self.note(site, sample, chain)
+
+    def note(self, site: int, sample: int, chain: Chain) -> None:
+        holder, containers = chain
         held = self.chains[site].get(holder.root)
         if held is None or len(holder.steps) > len(held[1].steps):
             # Of the chains from one root, the one that runs furthest down

@@ -132,7 +132,7 @@ class LeakSite:
         head = f"#{index}  " if index is not None else ""
         lines = [
             f"{head}{self.where}  {_format_size(self.size_per_round, True)} per round "
-            f"({self.count_per_round:+,.0f} blocks), {self.rule}"
+            f"({_blocks(self.count_per_round)}), {self.rule}"
         ]
         if self.line:
             lines.append(f"      {self.line}")
@@ -155,6 +155,15 @@ class LeakSite:
             for text in shown.format(limit=traceback_limit, most_recent_first=True):
                 lines.append(f"    {text}")
         return lines
+
+
+def _blocks(per_round: float) -> str:
+    """``+4 blocks``, ``+1 block``; ``no new blocks`` when the site's blocks
+    grew in place (a buffer reallocated larger)."""
+    n = round(per_round)
+    if n == 0:
+        return "no new blocks"
+    return f"{n:+,} block" if abs(n) == 1 else f"{n:+,} blocks"
 
 
 def _first_with_source(traceback: Traceback) -> Optional[Tuple[str, int]]:
