@@ -177,7 +177,12 @@ venv: ## Create .venv (python3.11) with the pinned dev tools and optional integr
 	install_extras $(VENV)
 
 build: venv ## Build the extension in release mode into .venv (maturin develop)
-	@VIRTUAL_ENV="$(CURDIR)/$(VENV)" "$(VENV)/bin/maturin" develop --release
+	@# maturin rewrites the module in place, and a program running the old one
+	@# (a notebook kernel, a test run) dies of SIGBUS when its mapped file
+	@# changes under it: unlinked first, the old file lives on for them.
+	so=$$("$(VPY)" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+	rm -f "python/leakguard/_leakguard$$so"
+	VIRTUAL_ENV="$(CURDIR)/$(VENV)" "$(VENV)/bin/maturin" develop --release
 
 run: build ## Build, then hunt the leaks in examples/leaky_service.py and print the report (ARGS=...)
 	@"$(VPY)" examples/leaky_service.py $(ARGS)
