@@ -423,7 +423,7 @@ class Registry:
 CALLBACKS: List[Any] = []
 PENDING: List[Any] = []
 #: the callbacks given to atexit (weakly: only atexit's own list holds them)
-AT_EXIT: "weakref.WeakSet[Any]" = weakref.WeakSet()
+AT_EXIT: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def make_callback(size: int) -> Any:

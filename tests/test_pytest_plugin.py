@@ -933,7 +933,8 @@ def test_b_allocates_nothing(leakguard):
 def test_c_sees_its_own(leakguard):
     kept = [bytearray(30_000)]
     assert 30_000 <= leakguard.leaked < 34_000
-    assert "bytearray(30_000)" in linecache.getline(__file__, leakguard.diff()[0].traceback[0].lineno)
+    line = leakguard.diff()[0].traceback[0].lineno
+    assert "bytearray(30_000)" in linecache.getline(__file__, line)
 """
 
 

@@ -34,6 +34,8 @@ __all__ = [
     "_live_blocks",
     "_locate_objects",
     "_owned_blocks",
+    "_wrap_numpy",
+    "_numpy_wrapped",
     "_exact_objects",
     "_peak_watch",
     "_peak_sites",
@@ -185,6 +187,14 @@ def _locate_objects(
     most ``per_key`` distinct objects per key, stopping once every key has
     them. Does not need tracing. Raises TypeError when ``objects`` is not a
     list, UsageError for a negative ``per_key``."""
+
+def _wrap_numpy(api: object) -> bool:
+    """Puts leakguard's functions into numpy's default array-data handler
+    (NEP 49); ``api`` is numpy's ``_ARRAY_API`` capsule. Call it in an empty
+    context. False when numpy has no handlers (before 1.22)."""
+
+def _numpy_wrapped() -> bool:
+    """Whether numpy's default array-data handler is wrapped."""
 
 def _owned_blocks(obj: object) -> list[int]:
     """Addresses of the blocks ``obj`` owns, as ``_locate_objects`` sees

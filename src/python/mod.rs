@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 
 mod errors;
 mod exact;
+mod numpy;
 mod objects;
 mod snapshot;
 pub mod stack;
@@ -16,5 +17,6 @@ fn _leakguard(m: &Bound<'_, PyModule>) -> PyResult<()> {
     stack::register(m)?;
     objects::register(m)?;
     exact::register(m)?;
+    numpy::register(m)?;
     Ok(())
 }

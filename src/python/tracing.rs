@@ -71,12 +71,20 @@ fn start(py: Python<'_>, nframe: i64) -> PyResult<()> {
     // Keep working when stdlib tracemalloc, started before us, is stopped.
     py.import("leakguard._coexist")?
         .call_method0("guard_stdlib_stop")?;
+    // Imported before tracing starts: its import is not the program's memory.
+    let numpy = py.import("leakguard._numpy")?;
     tracer::start(nframe as u32)
         .map_err(|_| Error::Tracing("out of memory starting the tracer".into()))?;
     if let Err(e) = hooks::install() {
         tracer::stop();
         return Err(Error::Tracing(format!("cannot install the allocator hooks: {e:?}")).into());
     }
+    // numpy's array data: wrapped now if numpy is loaded, else when it is
+    // (leakguard's own work: not recorded).
+    let was = hooks::set_thread_paused(true);
+    let watched = numpy.call_method0("watch");
+    hooks::set_thread_paused(was);
+    watched?;
     Ok(())
 }
 

@@ -99,7 +99,7 @@ fn saved(ctx: *mut c_void) -> &'static PyMemAllocatorEx {
 /// Runs `f` with the reentrancy guard set; returns None if it was set
 /// already. `f` is told whether new blocks are to be recorded.
 #[inline(always)]
-fn guarded<R>(f: impl FnOnce(bool) -> R) -> Option<R> {
+pub(crate) fn guarded<R>(f: impl FnOnce(bool) -> R) -> Option<R> {
     let g = GUARD.get();
     if g & IN_HOOK != 0 {
         return None;

@@ -10,6 +10,7 @@
 //!   keeps objects out of the interpreter's free lists.
 //! - `hooks`    — (python feature) the `PyMem_SetAllocator` hooks.
 //! - `objects`  — (python feature) from traced blocks back to live objects.
+//! - `numpy`    — (python feature) hooks in numpy's array-data handler (NEP 49).
 
 pub mod intern;
 pub mod mem;
@@ -23,5 +24,7 @@ pub mod tracer;
 pub mod cpython;
 #[cfg(feature = "python")]
 pub mod hooks;
+#[cfg(feature = "python")]
+pub mod numpy;
 #[cfg(feature = "python")]
 pub mod objects;

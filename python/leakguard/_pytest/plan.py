@@ -232,7 +232,7 @@ def _limit_memory(
 ) -> Limit:
     # ``limit`` is the name older pytest-memray releases gave the argument.
     if memory_limit is _UNSET and limit is _UNSET:
-        raise _Invalid("missing the limit, e.g. limit_memory(\"24 MB\")")
+        raise _Invalid('missing the limit, e.g. limit_memory("24 MB")')
     if memory_limit is not _UNSET and limit is not _UNSET:
         raise _Invalid("the limit is given twice (memory_limit and limit)")
     name = "memory_limit" if limit is _UNSET else "limit"
