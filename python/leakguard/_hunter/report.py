@@ -157,6 +157,12 @@ class LeakSite:
         return lines
 
 
+def _warmup(runs: int) -> str:
+    if runs == 0:
+        return "with no warm-up"
+    return f"after {runs} warm-up run{'s' if runs != 1 else ''}"
+
+
 def _blocks(per_round: float) -> str:
     """``+4 blocks``, ``+1 block``; ``no new blocks`` when the site's blocks
     grew in place (a buffer reallocated larger)."""
@@ -339,7 +345,7 @@ class LeakReport:
         found = ", ".join(what) if what else "no leaks"
         return (
             f"leakguard hunt: {found} in {self.rounds} round{'s' if self.rounds != 1 else ''} "
-            f"after {self.warmup} warm-up (nframe={self.nframe}, {self.duration:.2f} s)"
+            f"{_warmup(self.warmup)} (nframe={self.nframe}, {self.duration:.2f} s)"
         )
 
     def __str__(self) -> str:

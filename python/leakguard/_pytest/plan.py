@@ -84,7 +84,9 @@ class _Invalid(Exception):
 
 def _size(name: str, value: object) -> tuple[str, int]:
     try:
-        return str(value), parse_size(value)
+        nbytes = parse_size(value)
+        # a number of bytes is shown with its unit
+        return (f"{value} B" if isinstance(value, int) else str(value)), nbytes
     except (TypeError, ValueError) as e:
         raise _Invalid(f"{name}: {e}") from None
 
