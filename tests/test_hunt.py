@@ -329,7 +329,11 @@ def test_a_closure_only_native_code_holds_is_named() -> None:
         for func in list(causes.AT_EXIT):
             atexit.unregister(func)
     holder = leak_at(report, "atexit-closure").holders[0]
-    assert holder.root == "leaky_causes.register_at_exit.<locals>.flush closure variable 'data'"
+    if sys.version_info < (3, 10):
+        # 3.9's atexit module shows its callbacks to the collector
+        assert holder.root == "atexit module", str(report)
+    else:
+        assert holder.root == "leaky_causes.register_at_exit.<locals>.flush closure variable 'data'"
     assert not report.bounded, str(report)
 
 

@@ -341,6 +341,11 @@ class _Search:
             key = step(obj, self.nodes[child])
             name = key[2:-2] if key.startswith("['") else key
             return self._chain("module global", f"{module}.{name}", child)
+        if isinstance(obj, types.ModuleType) and child >= 0:
+            # A module's own state, held natively (on 3.9, atexit's list of
+            # callbacks): the module is the root, not sys.modules above it.
+            name = getattr(obj, "__name__", None)
+            return self._chain("module state", f"{name} module" if name else "module", index)
         if isinstance(obj, type) and child >= 0 and _is_named(obj):
             # A class made at run time (type(name, bases, ns)), which no
             # module names, is no root: the climb goes on to what keeps it.
