@@ -344,8 +344,9 @@ class _Search:
         if isinstance(obj, types.ModuleType) and child >= 0:
             # A module's own state, held natively (on 3.9, atexit's list of
             # callbacks): the module is the root, not sys.modules above it.
-            name = getattr(obj, "__name__", None)
-            return self._chain("module state", f"{name} module" if name else "module", index)
+            called = getattr(obj, "__name__", None)
+            label = f"{called} module" if isinstance(called, str) else "module"
+            return self._chain("module state", label, index)
         if isinstance(obj, type) and child >= 0 and _is_named(obj):
             # A class made at run time (type(name, bases, ns)), which no
             # module names, is no root: the climb goes on to what keeps it.
