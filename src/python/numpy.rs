@@ -17,6 +17,16 @@ const FEATURE_1_22: c_uint = 0xf;
 /// ABI versions whose table has the slots above: numpy 1.x and 2.x.
 const ABIS: [c_uint; 2] = [0x0100_0009, 0x0200_0000];
 
+/// Calls the version function (no argument, returns a `c_uint`) in `slot`.
+///
+/// # Safety
+/// `table` is numpy's C API table and `slot` holds such a function.
+unsafe fn version_at(table: *const *const c_void, slot: usize) -> c_uint {
+    // SAFETY: the caller guarantees what the slot holds.
+    let f: extern "C" fn() -> c_uint = unsafe { std::mem::transmute(*table.add(slot)) };
+    f()
+}
+
 /// `_wrap_numpy(api) -> bool`: `api` is numpy's `_ARRAY_API` capsule. Call
 /// it in an empty context (`contextvars.Context().run`), where numpy's
 /// current handler is its default one. False when this numpy has no
@@ -35,25 +45,20 @@ fn _wrap_numpy(api: &Bound<'_, PyAny>) -> PyResult<bool> {
     }
     // SAFETY: numpy's table starts with PyArray_GetNDArrayCVersion, a
     // function of no argument returning the ABI version, in every release.
-    let abi = unsafe {
-        let f: extern "C" fn() -> c_uint = std::mem::transmute(*table.add(API_ABI_VERSION));
-        f()
-    };
+    let abi = unsafe { version_at(table, API_ABI_VERSION) };
     if !ABIS.contains(&abi) {
         return Ok(false);
     }
     // SAFETY: in ABI 1.x and 2.x tables, slot 211 is
     // PyArray_GetNDArrayCFeatureVersion (no argument, returns the version).
-    let feature = unsafe {
-        let f: extern "C" fn() -> c_uint = std::mem::transmute(*table.add(API_FEATURE_VERSION));
-        f()
-    };
+    let feature = unsafe { version_at(table, API_FEATURE_VERSION) };
     if feature < FEATURE_1_22 {
         return Ok(false);
     }
-    // SAFETY: from feature version 0xf, slot 305 is PyDataMem_GetHandler,
-    // returning a new reference to the current handler's capsule (or NULL
-    // with an exception set). GIL held.
+    // From feature version 0xf, slot 305 is PyDataMem_GetHandler: it returns
+    // a new reference to the current handler's capsule, or NULL with an
+    // exception set.
+    // SAFETY: the slot holds that function (feature checked above); GIL held.
     let capsule = unsafe {
         let f: extern "C" fn() -> *mut ffi::PyObject =
             std::mem::transmute(*table.add(API_GET_HANDLER));

@@ -99,7 +99,7 @@ fn saved(ctx: *mut c_void) -> &'static PyMemAllocatorEx {
 /// Runs `f` with the reentrancy guard set; returns None if it was set
 /// already. `f` is told whether new blocks are to be recorded.
 #[inline(always)]
-pub(crate) fn guarded<R>(f: impl FnOnce(bool) -> R) -> Option<R> {
+fn guarded<R>(f: impl FnOnce(bool) -> R) -> Option<R> {
     let g = GUARD.get();
     if g & IN_HOOK != 0 {
         return None;
@@ -111,49 +111,34 @@ pub(crate) fn guarded<R>(f: impl FnOnce(bool) -> R) -> Option<R> {
     Some(r)
 }
 
-extern "C" fn hook_malloc(ctx: *mut c_void, size: usize) -> *mut c_void {
-    let a = saved(ctx);
-    let Some(malloc) = a.malloc else {
-        return std::ptr::null_mut();
-    };
+/// What every allocating hook does around the allocator it forwards to
+/// (`alloc`, called once): with tracing on and the guard free, records the
+/// new block of `size` bytes. Shared by the `PyMem` hooks and numpy's
+/// data handler (`numpy.rs`); inlined, so each hook stays one function.
+#[inline(always)]
+pub(crate) fn traced_alloc(size: usize, alloc: impl Fn() -> *mut c_void) -> *mut c_void {
     if !tracer::is_tracing_fast() {
-        return malloc(a.ctx, size);
+        return alloc();
     }
     guarded(|recording| {
-        let p = malloc(a.ctx, size);
+        let p = alloc();
         if recording && !p.is_null() {
             tracer::record(p as usize, size);
         }
         p
     })
-    .unwrap_or_else(|| malloc(a.ctx, size))
+    .unwrap_or_else(alloc)
 }
 
-extern "C" fn hook_calloc(ctx: *mut c_void, nelem: usize, elsize: usize) -> *mut c_void {
-    let a = saved(ctx);
-    let Some(calloc) = a.calloc else {
-        return std::ptr::null_mut();
-    };
+/// A realloc hook around `realloc` (which moves `ptr` to `size` bytes).
+#[inline(always)]
+pub(crate) fn traced_realloc(
+    ptr: *mut c_void,
+    size: usize,
+    realloc: impl Fn() -> *mut c_void,
+) -> *mut c_void {
     if !tracer::is_tracing_fast() {
-        return calloc(a.ctx, nelem, elsize);
-    }
-    guarded(|recording| {
-        let p = calloc(a.ctx, nelem, elsize);
-        if recording && !p.is_null() {
-            tracer::record(p as usize, nelem.saturating_mul(elsize));
-        }
-        p
-    })
-    .unwrap_or_else(|| calloc(a.ctx, nelem, elsize))
-}
-
-extern "C" fn hook_realloc(ctx: *mut c_void, ptr: *mut c_void, size: usize) -> *mut c_void {
-    let a = saved(ctx);
-    let Some(realloc) = a.realloc else {
-        return std::ptr::null_mut();
-    };
-    if !tracer::is_tracing_fast() {
-        return realloc(a.ctx, ptr, size);
+        return realloc();
     }
     guarded(|recording| {
         // Forget the old block first: once realloc moves it, another thread
@@ -163,7 +148,7 @@ extern "C" fn hook_realloc(ctx: *mut c_void, ptr: *mut c_void, size: usize) -> *
         } else {
             tracer::forget(ptr as usize)
         };
-        let p = realloc(a.ctx, ptr, size);
+        let p = realloc();
         if p.is_null() {
             // Failed: the old block is still there, trace and all.
             if let Some(v) = old {
@@ -174,7 +159,49 @@ extern "C" fn hook_realloc(ctx: *mut c_void, ptr: *mut c_void, size: usize) -> *
         }
         p
     })
-    .unwrap_or_else(|| realloc(a.ctx, ptr, size))
+    .unwrap_or_else(realloc)
+}
+
+/// A free hook around `free` (which releases `ptr`): the trace goes first.
+#[inline(always)]
+pub(crate) fn traced_free(ptr: *mut c_void, free: impl Fn()) {
+    if ptr.is_null() || !tracer::is_tracing_fast() {
+        return free();
+    }
+    if guarded(|_| {
+        tracer::forget(ptr as usize);
+        free();
+    })
+    .is_none()
+    {
+        free();
+    }
+}
+
+extern "C" fn hook_malloc(ctx: *mut c_void, size: usize) -> *mut c_void {
+    let a = saved(ctx);
+    let Some(malloc) = a.malloc else {
+        return std::ptr::null_mut();
+    };
+    traced_alloc(size, || malloc(a.ctx, size))
+}
+
+extern "C" fn hook_calloc(ctx: *mut c_void, nelem: usize, elsize: usize) -> *mut c_void {
+    let a = saved(ctx);
+    let Some(calloc) = a.calloc else {
+        return std::ptr::null_mut();
+    };
+    traced_alloc(nelem.saturating_mul(elsize), || {
+        calloc(a.ctx, nelem, elsize)
+    })
+}
+
+extern "C" fn hook_realloc(ctx: *mut c_void, ptr: *mut c_void, size: usize) -> *mut c_void {
+    let a = saved(ctx);
+    let Some(realloc) = a.realloc else {
+        return std::ptr::null_mut();
+    };
+    traced_realloc(ptr, size, || realloc(a.ctx, ptr, size))
 }
 
 extern "C" fn hook_free(ctx: *mut c_void, ptr: *mut c_void) {
@@ -182,17 +209,7 @@ extern "C" fn hook_free(ctx: *mut c_void, ptr: *mut c_void) {
     let Some(free) = a.free else {
         return;
     };
-    if ptr.is_null() || !tracer::is_tracing_fast() {
-        return free(a.ctx, ptr);
-    }
-    if guarded(|_| {
-        tracer::forget(ptr as usize);
-        free(a.ctx, ptr);
-    })
-    .is_none()
-    {
-        free(a.ctx, ptr);
-    }
+    traced_free(ptr, || free(a.ctx, ptr))
 }
 
 fn current(domain: PyMemAllocatorDomain) -> PyMemAllocatorEx {

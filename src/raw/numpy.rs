@@ -16,8 +16,7 @@
 //! `PyMem_RawMalloc`: the guard makes that nested RAW call pass straight
 //! through, so a buffer is never counted twice.
 
-use super::hooks::guarded;
-use super::tracer;
+use super::hooks::{traced_alloc, traced_free, traced_realloc};
 use std::os::raw::{c_char, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -69,77 +68,28 @@ extern "C" fn np_malloc(ctx: *mut c_void, size: usize) -> *mut c_void {
     let Some(malloc) = saved().and_then(|a| a.malloc) else {
         return std::ptr::null_mut();
     };
-    if !tracer::is_tracing_fast() {
-        return malloc(ctx, size);
-    }
-    guarded(|recording| {
-        let p = malloc(ctx, size);
-        if recording && !p.is_null() {
-            tracer::record(p as usize, size);
-        }
-        p
-    })
-    .unwrap_or_else(|| malloc(ctx, size))
+    traced_alloc(size, || malloc(ctx, size))
 }
 
 extern "C" fn np_calloc(ctx: *mut c_void, nelem: usize, elsize: usize) -> *mut c_void {
     let Some(calloc) = saved().and_then(|a| a.calloc) else {
         return std::ptr::null_mut();
     };
-    if !tracer::is_tracing_fast() {
-        return calloc(ctx, nelem, elsize);
-    }
-    guarded(|recording| {
-        let p = calloc(ctx, nelem, elsize);
-        if recording && !p.is_null() {
-            tracer::record(p as usize, nelem.saturating_mul(elsize));
-        }
-        p
-    })
-    .unwrap_or_else(|| calloc(ctx, nelem, elsize))
+    traced_alloc(nelem.saturating_mul(elsize), || calloc(ctx, nelem, elsize))
 }
 
 extern "C" fn np_realloc(ctx: *mut c_void, ptr: *mut c_void, size: usize) -> *mut c_void {
     let Some(realloc) = saved().and_then(|a| a.realloc) else {
         return std::ptr::null_mut();
     };
-    if !tracer::is_tracing_fast() {
-        return realloc(ctx, ptr, size);
-    }
-    guarded(|recording| {
-        let old = if ptr.is_null() {
-            None
-        } else {
-            tracer::forget(ptr as usize)
-        };
-        let p = realloc(ctx, ptr, size);
-        if p.is_null() {
-            if let Some(v) = old {
-                tracer::restore(ptr as usize, v);
-            }
-        } else if recording {
-            tracer::record(p as usize, size);
-        }
-        p
-    })
-    .unwrap_or_else(|| realloc(ctx, ptr, size))
+    traced_realloc(ptr, size, || realloc(ctx, ptr, size))
 }
 
 extern "C" fn np_free(ctx: *mut c_void, ptr: *mut c_void, size: usize) {
     let Some(free) = saved().and_then(|a| a.free) else {
         return;
     };
-    if ptr.is_null() || !tracer::is_tracing_fast() {
-        return free(ctx, ptr, size);
-    }
-    if guarded(|_| {
-        tracer::forget(ptr as usize);
-        free(ctx, ptr, size);
-    })
-    .is_none()
-    {
-        free(ctx, ptr, size);
-    }
+    traced_free(ptr, || free(ctx, ptr, size))
 }
 
 /// Why a handler was not wrapped.
