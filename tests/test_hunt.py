@@ -68,6 +68,15 @@ def bounded_at(report: LeakReport, tag: str) -> LeakSite:
     raise AssertionError(f"{tag} (line {line}) is not among the bounded sites\n{report}")
 
 
+def hunt_then_clear(func: Any, *held: Any) -> LeakReport:
+    """``leakguard.hunt(func)``, then empties the containers ``func`` fills."""
+    try:
+        return leakguard.hunt(func)
+    finally:
+        for container in held:
+            container.clear()
+
+
 @pytest.fixture(autouse=True)
 def tracing_off() -> Iterator[None]:
     assert not leakguard.is_tracing()
@@ -213,10 +222,7 @@ def test_a_size_limited_cache_per_leaked_object_is_a_leak() -> None:
     # Each leaked session holds its own lru_cache (as each leaked sqlite3
     # connection holds its statement cache): every cache stays small, but
     # there are more of them each round.
-    try:
-        report = leakguard.hunt(causes.open_sessions)
-    finally:
-        causes.SESSIONS.clear()
+    report = hunt_then_clear(causes.open_sessions, causes.SESSIONS)
     if EXACT:
         leak = leak_at(report, "per-session-cache")
     else:  # 3.9: the cached dicts come from a free list, charged to another line
@@ -228,10 +234,7 @@ def test_a_size_limited_cache_per_leaked_object_is_a_leak() -> None:
 
 
 def test_a_deque_with_maxlen_per_leaked_object_is_a_leak() -> None:
-    try:
-        report = leakguard.hunt(causes.open_inboxes)
-    finally:
-        causes.INBOXES.clear()
+    report = hunt_then_clear(causes.open_inboxes, causes.INBOXES)
     leak = leak_at(report, "per-inbox-deque")
     assert leak.holders[0].root == "leaky_causes.INBOXES", str(report)
 
@@ -245,10 +248,7 @@ def test_one_size_limited_cache_of_an_instance_is_bounded() -> None:
 
 
 def test_a_site_in_generated_code_names_the_line_that_called_it() -> None:
-    try:
-        report = leakguard.hunt(causes.take_orders)
-    finally:
-        causes.ORDERS.clear()
+    report = hunt_then_clear(causes.take_orders, causes.ORDERS)
     generated = [s for s in report.leaks if s.filename == "<generated>"]
     assert generated and generated[0].line == "", str(report)
     text = "\n".join(generated[0].format())
@@ -280,10 +280,7 @@ def test_a_leak_on_every_other_call_is_found(rounds: int) -> None:
 
 
 def test_a_class_made_at_run_time_is_climbed_through_to_its_registry() -> None:
-    try:
-        report = leakguard.hunt(causes.add_route)
-    finally:
-        causes.ROUTES.clear()
+    report = hunt_then_clear(causes.add_route, causes.ROUTES)
     holder = leak_at(report, "route-handler").holders[0]
     # not a module attribute "leaky_causes.Route3.handle", which does not exist
     assert holder.root == "leaky_causes.ROUTES", str(report)
@@ -301,12 +298,8 @@ def test_a_closure_bound_to_a_module_global_is_named_by_it() -> None:
 def test_closures_and_partials_in_a_growing_list_are_held_by_the_list() -> None:
     # A function made at run time is no root: what holds it is (it used to
     # end the chain, and the closure's buffer was filed as bounded).
-    try:
-        report = leakguard.hunt(causes.add_callbacks)
-        partials = leakguard.hunt(causes.queue_partials)
-    finally:
-        causes.CALLBACKS.clear()
-        causes.PENDING.clear()
+    report = hunt_then_clear(causes.add_callbacks, causes.CALLBACKS)
+    partials = hunt_then_clear(causes.queue_partials, causes.PENDING)
     holder = leak_at(report, "closure-in-list").holders[0]
     assert holder.root == "leaky_causes.CALLBACKS", str(report)
     assert holder.nodes[1] == "function leaky_causes.make_callback.<locals>.<lambda>"
@@ -403,10 +396,7 @@ def test_growing_uncollectable_garbage_is_a_leak() -> None:
 
 
 def test_the_growing_container_is_named_before_a_variable_holding_the_newest() -> None:
-    try:
-        report = leakguard.hunt(causes.remember_latest)
-    finally:
-        causes.HISTORY.clear()
+    report = hunt_then_clear(causes.remember_latest, causes.HISTORY)
     leak = leak_at(report, "history")
     roots = [h.root for h in leak.holders]
     assert roots[0] == "leaky_causes.HISTORY", str(report)

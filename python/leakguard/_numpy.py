@@ -24,17 +24,21 @@ from . import _leakguard as native
 _CORE = ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath")
 
 
-def wrap() -> bool:
-    """Wraps numpy's default handler if numpy is loaded; whether it is wrapped."""
+def _wrap(module: Optional[ModuleType]) -> bool:
+    """Wraps the default handler of numpy's core ``module`` (if it has the C
+    API table); whether numpy's handler is wrapped."""
     if native._numpy_wrapped():
         return True
-    for name in _CORE:
-        module = sys.modules.get(name)
-        api = getattr(module, "_ARRAY_API", None)
-        if api is not None:
-            # In an empty context numpy's current handler is its default one.
-            return bool(contextvars.Context().run(native._wrap_numpy, api))
-    return False
+    api = getattr(module, "_ARRAY_API", None)
+    if api is None:
+        return False
+    # In an empty context numpy's current handler is its default one.
+    return bool(contextvars.Context().run(native._wrap_numpy, api))
+
+
+def wrap() -> bool:
+    """Wraps numpy's default handler if numpy is loaded; whether it is wrapped."""
+    return any(_wrap(sys.modules.get(name)) for name in _CORE)
 
 
 class _Watch(MetaPathFinder):
@@ -66,9 +70,7 @@ class _WrappingLoader(Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         self._loader.exec_module(module)
-        api = getattr(module, "_ARRAY_API", None)
-        if api is not None and not native._numpy_wrapped():
-            contextvars.Context().run(native._wrap_numpy, api)
+        _wrap(module)
         _unwatch()
 
     def __getattr__(self, name: str) -> Any:

@@ -392,11 +392,8 @@ class _Search:
             i += 1
         # A __dict__'s length is the number of attributes, not what it holds;
         # the sample (last) holds itself only when its own buffer grew.
-        if path[-1] not in self.buffers:
-            met_above = met[:-1]
-        else:
-            met_above = met
-        containers = [obj for obj, via in met_above if via != ".__dict__" and growable(obj)]
+        above = met if path[-1] in self.buffers else met[:-1]
+        containers = [obj for obj, via in above if via != ".__dict__" and growable(obj)]
         bounded = label in BOUNDED_GLOBALS or path[-1] in self.spare or _limited(met)
         holder = Holder(
             kind, label, tuple(steps), tuple(nodes), bounded, runner=kind == "test runner"
