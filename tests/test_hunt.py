@@ -44,12 +44,17 @@ def sites(report: LeakReport) -> List[Tuple[str, int]]:
     return [(os.path.basename(s.filename), s.lineno) for s in report.leaks]
 
 
-def leak_at(report: LeakReport, tag: str) -> LeakSite:
+def _site_at(found: Tuple[LeakSite, ...], tag: str, missing: str) -> LeakSite:
+    """The site of ``found`` at the line tagged ``tag``; fails with ``missing``."""
     line = line_of(tag)
-    for site in report.leaks:
-        if site.filename == CAUSES_FILE and site.lineno == line:
-            return site
-    raise AssertionError(f"no leak reported at {tag} (line {line}); got {sites(report)}\n{report}")
+    site = next((s for s in found if s.filename == CAUSES_FILE and s.lineno == line), None)
+    if site is None:
+        raise AssertionError(f"{tag} (line {line}): {missing}")
+    return site
+
+
+def leak_at(report: LeakReport, tag: str) -> LeakSite:
+    return _site_at(report.leaks, tag, f"no leak reported; got {sites(report)}\n{report}")
 
 
 def no_leak_at(report: LeakReport, *tags: str) -> None:
@@ -61,11 +66,7 @@ def no_leak_at(report: LeakReport, *tags: str) -> None:
 def bounded_at(report: LeakReport, tag: str) -> LeakSite:
     """The site at ``tag``, reported as growing but bounded, not as a leak."""
     no_leak_at(report, tag)
-    line = line_of(tag)
-    for site in report.bounded:
-        if site.filename == CAUSES_FILE and site.lineno == line:
-            return site
-    raise AssertionError(f"{tag} (line {line}) is not among the bounded sites\n{report}")
+    return _site_at(report.bounded, tag, f"not among the bounded sites\n{report}")
 
 
 def hunt_then_clear(func: Any, *held: Any) -> LeakReport:
