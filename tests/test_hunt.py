@@ -152,6 +152,32 @@ def test_global_list_is_found_with_line_and_holder() -> None:
     no_leak_at(report, "scratch-dict")
 
 
+@pytest.mark.skipif(not EXACT, reason="the dicts may be charged to the temporary dict's line")
+def test_holder_chain_does_not_depend_on_the_blocks_looked_at(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Of a site's live blocks, the holder search looks at some: here the
+    list's grown item array and the dicts' keys tables, none of the dicts'
+    own blocks (a draw that happens by chance on a big site). The dicts are
+    still the site's objects and the list what holds them."""
+    from leakguard import _leakguard as native
+
+    real = native._live_blocks
+
+    def without_dicts(tracebacks: Any, limit: int) -> List[List[int]]:
+        own = {native._object_block(d) for d in causes.EVENTS}
+        return [[a for a in blocks if a not in own] for blocks in real(tracebacks, 1 << 20)]
+
+    monkeypatch.setattr(native, "_live_blocks", without_dicts)
+    causes.EVENTS.clear()
+    report = leakguard.hunt(causes.record_events)
+    holder = leak_at(report, "global-list").holders[0]
+    causes.EVENTS.clear()
+    assert holder.root == "leaky_causes.EVENTS", str(report)
+    assert holder.steps and holder.steps[0].startswith("["), str(report)
+    assert holder.nodes[-1].startswith("dict"), str(report)
+
+
 def test_unbounded_cache_is_found() -> None:
     renderer = causes.Renderer()
     report = leakguard.hunt(renderer.serve)

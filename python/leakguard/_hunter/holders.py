@@ -532,7 +532,7 @@ def find_holders(
 
     search = _Search(_Roots(arguments, runner))
     objects = gc.get_objects()
-    located = native._locate_objects(objects, blocks, SAMPLES_PER_SITE)
+    located = _own_first(native._locate_objects(objects, blocks, SAMPLES_PER_SITE), sites)
     del objects
     frontier: List[int] = []
     found = _Found(len(sites))
@@ -545,7 +545,7 @@ def find_holders(
     containers = [obj for site, obj, via_buffer, _ in located if via_buffer and site not in has_own]
     if containers:
         items = [item for obj in containers for item in gc.get_referents(obj)[-ITEMS_LOOKED_AT:]]
-        for more in native._locate_objects(items, blocks, SAMPLES_PER_SITE):
+        for more in _own_first(native._locate_objects(items, blocks, SAMPLES_PER_SITE), sites):
             if not more[2]:
                 located.append(more)
                 has_own.add(more[0])
@@ -625,6 +625,25 @@ def find_holders(
     if chain_containers is not None:
         chain_containers[:] = [[c for _, c in site] for site in chosen]
     return [[h for h, _ in site] for site in chosen]
+
+
+def _own_first(
+    located: List[Tuple[int, object, bool, List[object]]],
+    sites: Sequence[Sequence[RawTraceback]],
+) -> List[Tuple[int, object, bool, List[object]]]:
+    """``located`` with an object met through a buffer of the site counted as
+    the site's own when its own block was allocated there too (a dict whose
+    keys table was among the blocks looked at, its own block not): whether an
+    object is an item of the leak or the container holding the items must not
+    depend on which of the site's blocks happened to be looked at."""
+    out = []
+    for site, obj, via_buffer, path in located:
+        if via_buffer:
+            raw = native.get_object_traceback(obj)
+            if raw is not None and tuple(raw) in sites[site]:
+                via_buffer = False
+        out.append((site, obj, via_buffer, path))
+    return out
 
 
 def growable(obj: object) -> bool:
