@@ -398,6 +398,44 @@ def test_total_frame_count_stays_exact_as_the_stack_changes_under_the_same_frame
             assert got == expected, (limit, n, "nested generators")
 
 
+def test_each_depth_of_one_stack_keeps_its_own_total() -> None:
+    # One line allocating at every depth of a recursion, down and up again,
+    # in three threads at once: the same kept frame under hundreds of totals,
+    # each pair its own traceback (what a deep recursion makes the tracer
+    # resolve on nearly every allocation).
+    kept: dict[int, list[tuple[int, bytearray]]] = {}
+
+    def descend(depth: int, base: int, out: list[tuple[int, bytearray]]) -> None:
+        if depth:
+            out.append((_depth(), bytearray(base + depth)))
+            descend(depth - 1, base, out)
+            out.append((_depth(), bytearray(base + depth)))
+
+    def worker(n: int) -> None:
+        out = kept.setdefault(n, [])
+        for _ in range(3):
+            descend(300, 1000 * (n + 1), out)
+
+    leakguard.start(1)
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    worker(2)
+    for t in threads:
+        t.join()
+    snapshot = leakguard.take_snapshot()
+    leakguard.stop()
+    # Each buffer (its size + 1 bytes) was allocated in the frame that called
+    # _depth(), which counted that frame and every frame below it: the total.
+    expected = {len(b) + 1: d for out in kept.values() for d, b in out}
+    seen: dict[int, set[int]] = {}
+    for _, size, frames, total in snapshot.traces._traces:
+        if frames[0][0] == __file__ and size in expected:
+            seen.setdefault(size, set()).add(total)
+    assert len(seen) == 900
+    assert seen == {size: {expected[size]} for size in seen}
+
+
 def test_total_frame_count_stays_exact_through_mixed_recursion():
     # A recursion whose every level picks another way to call the next one:
     # directly, through a generator resumed from C (str.join, sum), a

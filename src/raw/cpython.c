@@ -207,21 +207,11 @@ lg_counted(_PyInterpreterFrame *f)
 #    define LG_COUNTED(f) 1u
 #  endif
 
-/* The calling thread's data-stack chunks, newest first (set per capture). */
-static __thread const _PyStackChunk *lg_chunks;
+typedef struct lg_depths lg_depths;
 
 /* Whether `f` lives in one of the thread's data-stack chunks (rather than in
  * a generator object on the heap, or on the C stack). */
-static inline int
-on_data_stack(const lg_frame_t *f)
-{
-    for (const _PyStackChunk *c = lg_chunks; c != NULL; c = c->previous) {
-        if ((const char *)f >= (const char *)c && (const char *)f < (const char *)c + c->size) {
-            return 1;
-        }
-    }
-    return 0;
-}
+static inline int on_data_stack(const lg_depths *d, const lg_frame_t *f);
 
 /*
  * The walk's witness state, stepped past each frame in walk order: 3.11 the
@@ -246,16 +236,16 @@ witness_step(lg_witness w, const lg_frame_t *f)
 
 /* The frame's witness, 0 when it cannot vouch for a count. */
 static inline lg_witness
-witness_of(lg_witness w, const lg_frame_t *f)
+witness_of(const lg_depths *d, lg_witness w, const lg_frame_t *f)
 {
     if (f->is_entry) {
         return w;
     }
-    return on_data_stack(f) ? 1 : 0;
+    return on_data_stack(d, f) ? 1 : 0;
 }
 
 /* The witness already holds the pin rule. */
-#    define LG_PINNED(f) 1
+#    define LG_PINNED(d, f) 1
 
 static inline lg_witness
 first_witness(PyThreadState *tstate)
@@ -277,13 +267,14 @@ witness_step(lg_witness w, const lg_frame_t *f)
 /* Every frame may vouch under its key. The high bit keeps key 0 apart from
  * "cannot vouch". */
 static inline lg_witness
-witness_of(lg_witness w, const lg_frame_t *f)
+witness_of(const lg_depths *d, lg_witness w, const lg_frame_t *f)
 {
+    (void)d;
     (void)f;
     return (uint32_t)w | ((lg_witness)1 << 63);
 }
 
-#    define LG_PINNED(f) on_data_stack(f)
+#    define LG_PINNED(d, f) on_data_stack(d, f)
 
 /* The key of the frame on top: the thread's py_recursion_limit minus
  * py_recursion_remaining (sys.setrecursionlimit moves both together, so
@@ -326,12 +317,38 @@ typedef struct {
     uint32_t count; /* counted frames from `frame` (included) to the bottom */
 } lg_depth_entry;
 
-static __thread lg_depth_entry lg_depths[LG_DEPTH_SLOTS];
+/*
+ * The calling thread's depth state, all of it in one thread-local: in a
+ * shared library each thread-local mentioned costs a call to
+ * __tls_get_addr, so a capture fetches this one address once and passes it
+ * down.
+ */
+struct lg_depths {
+    /* The thread's data-stack chunks, newest first (set per capture). */
+    const _PyStackChunk *chunks;
+    /* The frames met by the previous capture (see last_matches). */
+    int last_len;
+    lg_depth_entry last[LG_RUN];
+    /* The direct-mapped table of frames below the kept ones. */
+    lg_depth_entry table[LG_DEPTH_SLOTS];
+};
 
-/* `table` is lg_depths, fetched once per walk: each mention of a __thread
- * variable in a shared library costs a call to __tls_get_addr. Hashed on the
- * witness too, so that one address under several witnesses keeps an entry
- * for each. */
+static __thread lg_depths lg_thread_depths;
+
+static inline int
+on_data_stack(const lg_depths *d, const lg_frame_t *f)
+{
+    for (const _PyStackChunk *c = d->chunks; c != NULL; c = c->previous) {
+        if ((const char *)f >= (const char *)c && (const char *)f < (const char *)c + c->size) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The table slot of frame `f` under witness `w`. Hashed on the witness
+ * too, so that one address under several witnesses keeps an entry for
+ * each. */
 static inline lg_depth_entry *
 depth_slot(lg_depth_entry *table, const lg_frame_t *f, lg_witness w)
 {
@@ -367,49 +384,45 @@ depth_enter(lg_depth_entry *e, lg_frame_t *f, lg_witness w, uint32_t count)
  * LG_RUN consecutive frames (or down to the bottom) that are the very frames,
  * codes, positions, callers and witnesses remembered, one of them pinned.
  */
-static __thread lg_depth_entry lg_last[LG_RUN];
-static __thread int lg_last_len;
-
 static inline int
-last_matches(const lg_depth_entry *last, int len, lg_frame_t *k, lg_witness state)
+last_matches(const lg_depths *d, lg_frame_t *k, lg_witness state)
 {
-    if (len == 0 || last[0].frame != k) {
+    const lg_depth_entry *last = d->last;
+    if (d->last_len == 0 || last[0].frame != k) {
         return 0;
     }
     int pinned = 0;
     lg_frame_t *f = k;
-    for (int i = 0; i < len; i++, f = LG_NEXT(f)) {
-        if (f == NULL || !depth_matches(&last[i], f, witness_of(state, f))) {
+    for (int i = 0; i < d->last_len; i++, f = LG_NEXT(f)) {
+        if (f == NULL || !depth_matches(&last[i], f, witness_of(d, state, f))) {
             return 0;
         }
-        pinned = pinned || LG_PINNED(f);
+        pinned = pinned || LG_PINNED(d, f);
         state = witness_step(state, f);
     }
     return pinned;
 }
 
-static uint32_t count_from_table(lg_frame_t *k, lg_witness state, lg_depth_entry *last,
-                                 int *last_len);
+static uint32_t count_from_table(lg_depths *d, lg_frame_t *k, lg_witness state);
 
 /* Counted frames from `k` (included) to the bottom of the stack; `state` is
- * the witness state at k. */
+ * the witness state at k. `d` is the calling thread's lg_thread_depths. */
 static uint32_t
-count_from(lg_frame_t *k, lg_witness state)
+count_from(lg_depths *d, lg_frame_t *k, lg_witness state)
 {
     if (k == NULL) {
         return 0;
     }
-    lg_depth_entry *last = lg_last;
-    if (last_matches(last, lg_last_len, k, state)) {
-        return last[0].count;
+    if (last_matches(d, k, state)) {
+        return d->last[0].count;
     }
-    return count_from_table(k, state, last, &lg_last_len);
+    return count_from_table(d, k, state);
 }
 
 /* The walk behind count_from(); also remembers k and the frames under it in
- * `last` (the previous capture's frames, `*last_len` of them). */
+ * `d->last` (the previous capture's frames). */
 static uint32_t
-count_from_table(lg_frame_t *k, lg_witness state, lg_depth_entry *last, int *last_len)
+count_from_table(lg_depths *d, lg_frame_t *k, lg_witness state)
 {
     lg_frame_t *path[LG_PATH_MAX];
     uint32_t path_above[LG_PATH_MAX];
@@ -424,10 +437,10 @@ count_from_table(lg_frame_t *k, lg_witness state, lg_depth_entry *last, int *las
     const lg_depth_entry *prev_entry = NULL;
     uint32_t prev_counted = 0;
     int found = 0;
-    lg_depth_entry *table = lg_depths;
+    lg_depth_entry *table = d->table;
 
     for (lg_frame_t *f = k; f != NULL; f = LG_NEXT(f)) {
-        lg_witness w = witness_of(state, f);
+        lg_witness w = witness_of(d, state, f);
         lg_depth_entry *e = depth_slot(table, f, w);
         uint32_t counted = LG_COUNTED(f);
         if (npath < LG_PATH_MAX && (above < LG_PATH || (above - LG_PATH) % LG_STRIDE < LG_RUN)) {
@@ -444,7 +457,7 @@ count_from_table(lg_frame_t *k, lg_witness state, lg_depth_entry *last, int *las
                 pinned = 0;
             }
             run++;
-            pinned = pinned || LG_PINNED(f);
+            pinned = pinned || LG_PINNED(d, f);
             if ((run >= LG_RUN || LG_NEXT(f) == NULL) && pinned) {
                 total = run_above + run_count;
                 found = 1;
@@ -478,9 +491,9 @@ count_from_table(lg_frame_t *k, lg_witness state, lg_depth_entry *last, int *las
      * recorded in order from k. */
     int n = npath < LG_RUN ? npath : LG_RUN;
     for (int i = 0; i < n; i++) {
-        depth_enter(&last[i], path[i], path_witness[i], total - path_above[i]);
+        depth_enter(&d->last[i], path[i], path_witness[i], total - path_above[i]);
     }
-    *last_len = n;
+    d->last_len = n;
     return total;
 }
 #endif /* 3.11+ */
@@ -654,8 +667,9 @@ lg_capture_stack(lg_raw_frame *out, int max, uint32_t *total)
              * tracemalloc would skip it); 3.12+ test each (lg_counted).
              */
             if (total != NULL) {
-                lg_chunks = tstate->datastack_chunk;
-                count = saturating_add(count, count_from(frame, state));
+                lg_depths *d = &lg_thread_depths;
+                d->chunks = tstate->datastack_chunk;
+                count = saturating_add(count, count_from(d, frame, state));
             }
             break;
         }

@@ -6,6 +6,8 @@
 //! - `table`    — the lock-free pointer → (size, traceback) table.
 //! - `peak`     — per-traceback counts at the peak of a watched block.
 //! - `intern`   — append-only, lock-free-read interning of tracebacks.
+//! - `totals`   — per stack, the traceback id of each depth, neighbouring
+//!   depths in one cache line.
 //! - `cpython`  — (python feature) FFI to the C shim that reads frames and
 //!   keeps objects out of the interpreter's free lists.
 //! - `hooks`    — (python feature) the `PyMem_SetAllocator` hooks.
@@ -16,6 +18,7 @@ pub mod intern;
 pub mod mem;
 pub mod peak;
 pub mod table;
+pub mod totals;
 
 #[cfg(feature = "python")]
 pub mod tracer;

@@ -12,6 +12,7 @@ use super::intern::{hash_bytes, hash_words, InternSet};
 use super::mem;
 use super::peak::{PeakWatch, Site};
 use super::table::{Inserted, TraceTable, TraceValue, MAX_TRACEBACK};
+use super::totals::TotalsMap;
 use crate::snapshot::{SnapshotBuilder, SnapshotData};
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -123,10 +124,10 @@ pub fn clear_all(interned: bool) {
     let quiet = TRACES.quiesce();
     quiet.clear();
     if interned {
-        GENERATION.fetch_add(1, Ordering::Relaxed);
         // SAFETY: all gates are held: no hook is reading or inserting, and a
         // hook that enters later sees TRACING == false and touches nothing.
         unsafe {
+            TOTALS.reset();
             RAW_STACKS.reset();
             TRACEBACKS.reset();
             STACKS.reset();
@@ -375,33 +376,17 @@ impl RawStackValue {
     }
 }
 
-/// Bumped whenever the interning tables are reset, which invalidates every
-/// thread's `TB_CACHE`.
-static GENERATION: AtomicU32 = AtomicU32::new(1);
-const TB_CACHE_SLOTS: usize = 512;
-
-thread_local! {
-    /// Per thread, `(stack << 32 | total)` → `generation << 32 | traceback`:
-    /// a recursion revisits the same few hundred (stack, depth) pairs, and
-    /// this keeps them out of the shared table's cache misses. `const`, no
-    /// `Drop`.
-    static TB_CACHE: [std::cell::Cell<[u64; 2]>; TB_CACHE_SLOTS] =
-        const { [const { std::cell::Cell::new([0; 2]) }; TB_CACHE_SLOTS] };
-}
+/// (stack, total) → traceback, neighbouring totals together (`totals.rs`):
+/// a recursion revisits the same stacks at thousands of depths, and this
+/// keeps them out of the interning table's cache misses.
+static TOTALS: TotalsMap = TotalsMap::new();
 
 fn cached_traceback(stack: u32, total: u32) -> Option<u32> {
-    let key = (u64::from(stack) << 32) | u64::from(total);
-    let generation = u64::from(GENERATION.load(Ordering::Relaxed));
-    let slot = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 55) as usize % TB_CACHE_SLOTS;
-    let hit = TB_CACHE.with(|c| {
-        let [k, v] = c[slot].get();
-        (k == key && v >> 32 == generation).then_some(v as u32)
-    });
-    if hit.is_some() {
-        return hit;
+    if let Some(tb) = TOTALS.get(stack, total) {
+        return Some(tb);
     }
     let tb = intern_traceback(stack, total)?;
-    TB_CACHE.with(|c| c[slot].set([key, (generation << 32) | u64::from(tb)]));
+    TOTALS.set(stack, total, tb);
     Some(tb)
 }
 
