@@ -12,6 +12,7 @@ import collections
 import functools
 import gc
 import io
+import logging
 import queue
 import random
 import re
@@ -454,3 +455,15 @@ def register_at_exit() -> None:
 
     atexit.register(flush)
     AT_EXIT.add(flush)
+
+
+# --- a logging handler added on every call -------------------------------------
+
+REQUEST_LOG = logging.getLogger("leaky_causes.requests")
+REQUEST_LOG.propagate = False
+
+
+def attach_request_handler() -> None:
+    handler = logging.StreamHandler(io.StringIO())  # LEAK: handler-per-call
+    REQUEST_LOG.addHandler(handler)
+    REQUEST_LOG.warning("request handled")

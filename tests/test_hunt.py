@@ -178,6 +178,23 @@ def test_holder_chain_does_not_depend_on_the_blocks_looked_at(
     assert holder.nodes[-1].startswith("dict"), str(report)
 
 
+def test_a_handler_added_per_call_is_held_by_its_logger() -> None:
+    # Each handler also leaves a weak reference in logging's own registry
+    # (allocated on the same line): that registry keeps the weak references,
+    # the logger keeps the handlers, and the logger is what to name first.
+    try:
+        report = leakguard.hunt(causes.attach_request_handler)
+        leak = leak_at(report, "handler-per-call")
+    finally:
+        for handler in list(causes.REQUEST_LOG.handlers):
+            causes.REQUEST_LOG.removeHandler(handler)
+    holder = leak.holders[0]
+    assert holder.root == "leaky_causes.REQUEST_LOG", str(report)
+    assert holder.steps[0] == ".handlers", str(report)
+    assert holder.nodes[-1] == "logging.StreamHandler", str(report)
+    assert "held by: leaky_causes.REQUEST_LOG (logging.Logger) → .handlers → list" in str(report)
+
+
 def test_unbounded_cache_is_found() -> None:
     renderer = causes.Renderer()
     report = leakguard.hunt(renderer.serve)

@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import types
+import weakref
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, cast
 
 from .. import _leakguard as native
@@ -38,7 +39,9 @@ Chain = Tuple[Holder, List[object]]
 
 MAX_DEPTH = 14
 MAX_FRONTIER = 200
-SAMPLES_PER_SITE = 3
+SAMPLES_PER_SITE = 6
+#: Objects of a site looked at to choose its samples from (see :func:`_varied`).
+LOCATED_PER_SITE = 24
 BLOCKS_PER_TRACEBACK = 256
 #: Items of a container met through its buffer that are looked at for objects
 #: of the site (the latest ones: what grows is appended).
@@ -49,6 +52,11 @@ EXTRA_LEVELS = 2
 
 _OWN_DIR = os.path.normcase(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _LRU_TYPE = type(functools.lru_cache(maxsize=1)(lambda: None))
+#: A weak reference is bookkeeping about an object, never what keeps it
+#: alive: a chain that reaches only weak references of a site (a registry of
+#: them, such as logging's list of handlers) comes after one that reaches
+#: its objects (the logger's ``handlers``).
+_WEAK = (weakref.ref, weakref.ProxyType, weakref.CallableProxyType)
 #: Module globals of the standard library that are caches with a size limit
 #: of their own (plain dicts, so not recognised by their type): what they
 #: hold is bounded. ``re`` keeps at most ``re._MAXCACHE`` compiled patterns
@@ -532,7 +540,7 @@ def find_holders(
 
     search = _Search(_Roots(arguments, runner))
     objects = gc.get_objects()
-    located = _own_first(native._locate_objects(objects, blocks, SAMPLES_PER_SITE), sites)
+    located = _varied(_own_first(native._locate_objects(objects, blocks, LOCATED_PER_SITE), sites))
     del objects
     frontier: List[int] = []
     found = _Found(len(sites))
@@ -545,7 +553,9 @@ def find_holders(
     containers = [obj for site, obj, via_buffer, _ in located if via_buffer and site not in has_own]
     if containers:
         items = [item for obj in containers for item in gc.get_referents(obj)[-ITEMS_LOOKED_AT:]]
-        for more in _own_first(native._locate_objects(items, blocks, SAMPLES_PER_SITE), sites):
+        for more in _varied(
+            _own_first(native._locate_objects(items, blocks, LOCATED_PER_SITE), sites)
+        ):
             if not more[2]:
                 located.append(more)
                 has_own.add(more[0])
@@ -557,6 +567,10 @@ def find_holders(
             continue
         # One object may be located twice (its own block and a buffer's).
         sample = samples.setdefault((site, id(obj)), len(samples))
+        if isinstance(obj, _WEAK):
+            found.weak.add((site, sample))
+        if via_buffer:
+            found.buffers.add((site, sample))
         index = search.add(obj, -1, site, sample)
         if index < 0:
             continue
@@ -568,7 +582,9 @@ def find_holders(
         # Containers the collector does not track hide from gc.get_referrers:
         # the walk says which ones led to the object; climb them here.
         for container in untracked_path:
-            if samples.get((site, id(container)), sample) != sample:
+            other = samples.get((site, id(container)), sample)
+            if other != sample:
+                found.absorb(site, sample, other)
                 index = -1  # inside another sample of the site: that one climbs
                 break
             parent = search.add(container, index, site, sample)
@@ -605,7 +621,9 @@ def find_holders(
                     site, sample = search.site[child_index], search.sample[child_index]
                     if per_site.get(site, 0) >= MAX_FRONTIER:
                         continue
-                    if samples.get((site, id(ref)), sample) != sample:
+                    other = samples.get((site, id(ref)), sample)
+                    if other != sample:
+                        found.absorb(site, sample, other)
                         continue  # another sample of the site: that one climbs
                     index = search.add(ref, child_index, site, sample)
                     if index < 0:
@@ -646,6 +664,42 @@ def _own_first(
     return out
 
 
+def _varied(
+    located: List[Tuple[int, object, bool, List[object]]],
+) -> List[Tuple[int, object, bool, List[object]]]:
+    """At most :data:`SAMPLES_PER_SITE` of ``located`` per site, of as many
+    types as there are: the first object of each type, then the second, and
+    so on, in the order found. A line that makes a handler also makes the
+    weak reference a registry keeps to it; the first objects met are often
+    all of one kind, and what holds the handlers must not lose to what
+    holds that bookkeeping for want of a handler among the samples."""
+    own = {site for site, _, via_buffer, _ in located if not via_buffer}
+    by_site: Dict[int, Dict[type, List[int]]] = {}
+    for i, (site, obj, via_buffer, _) in enumerate(located):
+        if via_buffer and site in own:
+            continue  # an object of the site says more (see find_holders)
+        by_site.setdefault(site, {}).setdefault(type(obj), []).append(i)
+    chosen: List[int] = []
+    for kinds in by_site.values():
+        queues = list(kinds.values())
+        picked = 0
+        for rank in range(max(len(q) for q in queues)):
+            for q in queues:
+                if rank < len(q) and picked < SAMPLES_PER_SITE:
+                    chosen.append(q[rank])
+                    picked += 1
+    return [located[i] for i in sorted(chosen)]
+
+
+def _first_step(holder: Holder) -> str:
+    """The chain's first step, an item of a container (``[3]``, ``['k']``,
+    ``{…}``) as ``[]``."""
+    if not holder.steps:
+        return ""
+    first = holder.steps[0]
+    return "[]" if first.startswith(("[", "{")) else first
+
+
 def growable(obj: object) -> bool:
     """A container whose length says how much it holds: a list, dict, set,
     deque or bytearray (subclasses too)."""
@@ -661,17 +715,33 @@ class _Found:
     even when a variable holds the newest one a step closer (``current =
     item; HISTORY.append(item)``). A sample met on the way up from another
     sample of its site (a str inside a dict of the same line) is that one's.
-    The holders reported first are those that hold the most samples; among
-    equals, one reaching the samples through something (a container) before
-    one that is itself the sample's only reference, since a leak that grows
-    is held by something that holds many; then the shortest."""
+    The holders reported first are those that reach more than weak
+    references to the site's objects (see :data:`_WEAK`); then those that
+    hold the most samples, counting the samples whose climb met one they
+    hold; among equals, one reaching the samples through something (a
+    container) before one that is itself the sample's only reference, since
+    a leak that grows is held by something that holds many; then the
+    shortest."""
 
     def __init__(self, sites: int) -> None:
-        self.chains: List[Dict[str, Tuple[Set[int], Holder, List[object]]]] = [
+        self.chains: List[Dict[Tuple[str, str], Tuple[Set[int], Holder, List[object]]]] = [
             {} for _ in range(sites)
         ]
         self.done: Set[Tuple[int, int]] = set()
         self.first_level: Dict[int, int] = {}
+        #: per (site, sample): the sample of the site met climbing from it
+        self.inside: Dict[Tuple[int, int], int] = {}
+        #: samples that are weak references
+        self.weak: Set[Tuple[int, int]] = set()
+        #: samples that are a container located by its buffer
+        self.buffers: Set[Tuple[int, int]] = set()
+        #: per (site, path): the rank of the chain kept for it (see note)
+        self.rank: Dict[Tuple[int, Tuple[str, str]], Tuple[bool, int]] = {}
+
+    def absorb(self, site: int, sample: int, other: int) -> None:
+        """Notes that ``sample``'s climb met ``other``, another sample of its
+        site: whatever holds ``other`` holds ``sample`` too."""
+        self.inside.setdefault((site, sample), other)
 
     def check(self, search: _Search, index: int, depth: int) -> None:
         """Notes the chain ending at node ``index`` if that node is a root."""
@@ -687,13 +757,21 @@ class _Found:
 
     def note(self, site: int, sample: int, chain: Chain) -> None:
         holder, containers = chain
-        held = self.chains[site].get(holder.root)
-        if held is None or len(holder.steps) > len(held[1].steps):
-            # Of the chains from one root, the one that runs furthest down
-            # (to an object allocated at the site rather than the buffer of
-            # the container holding it) says most.
+        # Chains are told apart by their root and first step, an item of a
+        # container counting as one step whatever its index or key: a
+        # generator's local 'acc' (the list that grows) and its local
+        # 'item' (the newest object) are two ways to the site's objects.
+        path = (holder.root, _first_step(holder))
+        held = self.chains[site].get(path)
+        # Of the chains along one path, one that runs down to an object
+        # allocated at the site says more than one ending at the container
+        # whose buffer grew there; of those, the shortest (the outermost of
+        # the site's objects: a handler rather than the list inside it).
+        rank = ((site, sample) in self.buffers, len(holder.steps))
+        if held is None or rank < self.rank[(site, path)]:
+            self.rank[(site, path)] = rank
             samples = held[0] if held is not None else set()
-            held = self.chains[site][holder.root] = (samples, holder, containers)
+            held = self.chains[site][path] = (samples, holder, containers)
         held[0].add(sample)
 
     def climbing(self, search: _Search, index: int, depth: int) -> bool:
@@ -704,12 +782,32 @@ class _Found:
         first = self.first_level.get(site)
         return first is None or depth < first + EXTRA_LEVELS
 
+    def _held(self, site: int, samples: Set[int]) -> int:
+        """How many samples of ``site`` the holder of ``samples`` keeps:
+        those, and the samples whose climb met one of them."""
+        held = set(samples)
+        for (s, sample), other in self.inside.items():
+            if s != site:
+                continue
+            seen = {sample}
+            while other not in held and other not in seen:
+                seen.add(other)
+                other = self.inside.get((site, other), other)
+            if other in held:
+                held.add(sample)
+        return len(held)
+
     def result(self, per_site: int) -> List[List[Tuple[Holder, List[object]]]]:
         out: List[List[Tuple[Holder, List[object]]]] = []
-        for chains in self.chains:
+        for site, chains in enumerate(self.chains):
             ranked = sorted(
                 chains.values(),
-                key=lambda c: (-len(c[0]), not c[1].steps, len(c[1].steps)),
+                key=lambda c: (
+                    all((site, s) in self.weak for s in c[0]),
+                    -self._held(site, c[0]),
+                    not c[1].steps,
+                    len(c[1].steps),
+                ),
             )
             out.append([(holder, objs) for _, holder, objs in ranked[:per_site]])
         return out
