@@ -467,3 +467,15 @@ def attach_request_handler() -> None:
     handler = logging.StreamHandler(io.StringIO())  # LEAK: handler-per-call
     REQUEST_LOG.addHandler(handler)
     REQUEST_LOG.warning("request handled")
+
+
+# --- a list in a threading.local that keeps growing ------------------------------
+
+PER_THREAD = threading.local()
+
+
+def remember_per_thread() -> None:
+    seen = getattr(PER_THREAD, "seen", None)
+    if seen is None:
+        seen = PER_THREAD.seen = []
+    seen.append({"n": len(seen)})  # LEAK: thread-local

@@ -195,6 +195,19 @@ def test_a_handler_added_per_call_is_held_by_its_logger() -> None:
     assert "held by: leaky_causes.REQUEST_LOG (logging.Logger) → .handlers → list" in str(report)
 
 
+def test_a_list_in_a_threading_local_is_named_by_its_attribute() -> None:
+    try:
+        report = leakguard.hunt(causes.remember_per_thread)
+    finally:
+        causes.PER_THREAD.__dict__.clear()
+    holder = leak_at(report, "thread-local").holders[0]
+    # not the local's table of per-thread dicts and this thread's dict
+    assert holder.root == "leaky_causes.PER_THREAD", str(report)
+    assert holder.steps[0] == ".seen", str(report)
+    assert holder.nodes[0] == "_thread._local" and holder.nodes[1].startswith("list, ")
+    assert holder.nodes[-1].startswith("dict"), str(report)
+
+
 def test_unbounded_cache_is_found() -> None:
     renderer = causes.Renderer()
     report = leakguard.hunt(renderer.serve)

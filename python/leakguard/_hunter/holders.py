@@ -394,6 +394,18 @@ class _Search:
                     met.append((self.nodes[path[i + 2]], key))
                     i += 2
                     continue
+            # a threading.local, its table of per-thread dicts (keyed by
+            # weak references) and one thread's dict, then a key: one attribute
+            if isinstance(parent, threading.local) and i + 3 < len(path):
+                table, own = child, self.nodes[path[i + 2]]
+                key = step(own, self.nodes[path[i + 3]])
+                attribute = key.startswith("['") and key.endswith("']")
+                if isinstance(table, dict) and isinstance(own, dict) and attribute:
+                    steps.append("." + key[2:-2])
+                    nodes.append(describe(self.nodes[path[i + 3]]))
+                    met.append((self.nodes[path[i + 3]], key))
+                    i += 3
+                    continue
             steps.append(s)
             nodes.append(describe(child))
             met.append((child, s))
