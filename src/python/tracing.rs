@@ -114,6 +114,7 @@ fn _before_foreign_stop() {
 fn _after_foreign_stop() -> PyResult<()> {
     hooks::forget_covered();
     if tracer::is_tracing() {
+        tracer::frees_may_have_been_missed();
         hooks::install()
             .map_err(|e| Error::Tracing(format!("cannot reinstall the allocator hooks: {e:?}")))?;
     }

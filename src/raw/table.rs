@@ -472,6 +472,9 @@ pub struct TraceTable {
     shards: [Shard; SHARDS],
     /// Serialises exclusive operations (grow, clear) and fork.
     exclusive: SpinLock,
+    /// Whether an insert first looks for a trace of the same pointer (see
+    /// [`TraceTable::frees_may_be_missed`]).
+    checked: AtomicBool,
 }
 
 impl Default for TraceTable {
@@ -485,7 +488,23 @@ impl TraceTable {
         TraceTable {
             shards: [const { Shard::new() }; SHARDS],
             exclusive: SpinLock::new(),
+            checked: AtomicBool::new(false),
         }
+    }
+
+    /// Says that some blocks in the table may have been freed without a
+    /// `remove` (the hooks were out of the allocator chain for a while), so
+    /// that their pointers can come back in an `insert`. Until the table is
+    /// next cleared, an insert then replaces such a stale trace instead of
+    /// adding a second one.
+    ///
+    /// Otherwise an insert takes the first free slot on its probe path: a
+    /// pointer the allocator has just handed out cannot be in a table whose
+    /// every free was seen, and looking for it anyway means probing to the
+    /// next empty slot, past every tombstone a churning program leaves (ten
+    /// probes per insert on average where one does).
+    pub fn frees_may_be_missed(&self) {
+        self.checked.store(true, Ordering::Relaxed);
     }
 
     /// Records `key` → `value`. `key` must be a real pointer (≥ 16).
@@ -509,8 +528,9 @@ impl TraceTable {
             return Inserted::Lost;
         };
         let packed = value.pack();
+        let checked = self.checked.load(Ordering::Relaxed);
         loop {
-            let r = Self::try_insert(shard, h, key, packed);
+            let r = Self::try_insert(shard, h, key, packed, checked);
             shard.leave(pass);
             match r {
                 Some(r) => return r,
@@ -525,7 +545,13 @@ impl TraceTable {
     }
 
     /// `None` means the shard is too full: grow it and retry.
-    fn try_insert(shard: &Shard, h: u64, key: usize, packed: u64) -> Option<Inserted> {
+    fn try_insert(
+        shard: &Shard,
+        h: u64,
+        key: usize,
+        packed: u64,
+        checked: bool,
+    ) -> Option<Inserted> {
         let slots = shard.slots();
         let cap = slots.len();
         if cap == 0 || shard.used.load(Ordering::Relaxed) * 100 >= cap * MAX_LOAD {
@@ -540,6 +566,22 @@ impl TraceTable {
             if k == key {
                 let old = slot.value.swap(packed, Ordering::AcqRel);
                 return Some(Inserted::Replaced(TraceValue::unpack(old)));
+            }
+            if !checked && (k == TOMBSTONE || k == EMPTY) {
+                // The first free slot (see `frees_may_be_missed`).
+                if slot
+                    .key
+                    .compare_exchange(k, RESERVED, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    if k == EMPTY {
+                        shard.used.fetch_add(1, Ordering::Relaxed);
+                    }
+                    slot.value.store(packed, Ordering::Relaxed);
+                    slot.key.store(key, Ordering::Release);
+                    return Some(Inserted::New);
+                }
+                continue; // lost the race for this slot: look at it again
             }
             if k == EMPTY {
                 // The key is absent. Prefer reusing the first tombstone seen.
@@ -784,6 +826,8 @@ impl Quiesced<'_> {
             shard.replace_slots(None);
             shard.used.store(0, Ordering::Relaxed);
         }
+        // No trace left, stale or not.
+        self.table.checked.store(false, Ordering::Relaxed);
     }
 }
 
@@ -848,6 +892,8 @@ mod tests {
     #[test]
     fn grows_and_keeps_everything_against_a_model() {
         let t = TraceTable::new();
+        // Keys come back without being removed first: stale traces.
+        t.frees_may_be_missed();
         let mut model = HashMap::new();
         let mut x: u64 = 0x1234_5678;
         for round in 0..200_000u64 {
@@ -874,6 +920,54 @@ mod tests {
         assert_eq!(seen, model);
         // Slots stay within a small multiple of what is live.
         assert!(t.memory() <= 16 * 8 * model.len().max(MIN_CAPACITY * SHARDS));
+    }
+
+    #[test]
+    fn churn_as_an_allocator_makes_it_keeps_exactly_the_live_keys() {
+        // Every key is removed before it comes back (each free seen): the
+        // first free slot is taken, and no key is ever there twice, however
+        // many tombstones the churn leaves.
+        let t = TraceTable::new();
+        let mut live: Vec<usize> = Vec::new();
+        let mut free: Vec<usize> = (1..=30_000usize).map(|i| i * 16).collect();
+        let mut x: u64 = 0x9E37_79B9;
+        for round in 0..300_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if (x % 5 < 2 && !live.is_empty()) || free.is_empty() {
+                let key = live.swap_remove((x as usize / 5) % live.len());
+                assert!(t.remove(key).is_some(), "remove {key:#x}");
+                free.push(key);
+            } else {
+                let key = free.swap_remove((x as usize / 5) % free.len());
+                assert_eq!(t.insert(key, v(round, 7)), Inserted::New);
+                live.push(key);
+            }
+        }
+        let mut seen = HashMap::new();
+        t.for_each(|k, val| {
+            assert!(seen.insert(k, val).is_none(), "duplicate key {k:#x}");
+        });
+        let mut keys: Vec<usize> = seen.into_keys().collect();
+        keys.sort_unstable();
+        live.sort_unstable();
+        assert_eq!(keys, live);
+        for key in free.iter().take(1000) {
+            assert_eq!(t.get(*key), None);
+        }
+    }
+
+    #[test]
+    fn after_missed_frees_an_insert_replaces_the_stale_trace() {
+        let t = TraceTable::new();
+        assert_eq!(t.insert(0x4000, v(10, 1)), Inserted::New);
+        t.frees_may_be_missed();
+        assert_eq!(t.insert(0x4000, v(20, 2)), Inserted::Replaced(v(10, 1)));
+        // Clearing drops every trace, stale or not: back to first-free-slot.
+        t.quiesce().clear();
+        assert!(!t.checked.load(Ordering::Relaxed));
+        assert_eq!(t.insert(0x4000, v(30, 3)), Inserted::New);
     }
 
     #[test]

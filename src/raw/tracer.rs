@@ -144,6 +144,13 @@ pub fn clear_all(interned: bool) {
     drop(quiet);
 }
 
+/// Our hooks were out of the allocator chain for a while (another tracer
+/// restored what it had saved): blocks freed meanwhile were not forgotten,
+/// and their pointers may come back.
+pub fn frees_may_have_been_missed() {
+    TRACES.frees_may_be_missed();
+}
+
 pub fn clear_traces() {
     clear_all(false);
 }
