@@ -21,7 +21,7 @@ import pytest
 
 import leakguard
 import leakguard.tracemalloc as lgt
-from leakguard import _model
+from leakguard import _leakguard, _model
 
 EMPTY_BYTES_SIZE = sys.getsizeof(b"")
 
@@ -110,12 +110,16 @@ def test_every_name_of_the_stdlib_module_exists():
 
 def test_package_exports_are_the_drop_in_objects():
     for name in (
-        "start stop is_tracing get_traceback_limit get_traced_memory reset_peak clear_traces "
+        "stop is_tracing get_traceback_limit get_traced_memory reset_peak clear_traces "
         "get_tracemalloc_memory get_object_traceback take_snapshot Snapshot Frame Traceback "
         "Trace Statistic StatisticDiff Filter DomainFilter BaseFilter"
     ).split():
         assert getattr(leakguard, name) is getattr(lgt, name), name
         assert name in leakguard.__all__
+    # start() differs only in leaving the free lists on (see the next tests)
+    assert "start" in leakguard.__all__ and leakguard.start is not lgt.start
+    with pytest.raises(ValueError, match="the number of frames must be in range"):
+        leakguard.start(0)
     for name in leakguard.__all__:
         assert hasattr(leakguard, name), name
 
@@ -1071,9 +1075,9 @@ def test_tracing_goes_on_in_a_forked_child(tracing):
 
 
 @pytest.mark.xfail(
-    reason="before 3.13 only the stdlib tracer is told when a free-list object is reused "
-    "(_PyTraceMalloc_NewReference); on 3.13 leakguard does not yet install a "
-    "PyRefTracer to re-attribute reused objects",
+    sys.version_info < (3, 10),
+    reason="CPython 3.9 keeps its free lists out of reach: a reused object keeps the "
+    "traceback of its block's first allocation",
     strict=True,
 )
 def test_reused_free_list_object_reports_its_new_allocation(tracing):
@@ -1085,6 +1089,33 @@ def test_reused_free_list_object_reports_its_new_allocation(tracing):
     line = sys._getframe().f_lineno - 1
     tb = lgt.get_object_traceback(obj)
     assert tb == lgt.Traceback(((__file__, line),))
+    # a float and a tuple too, after a full collection (which makes their
+    # free lists usable again)
+    gc.collect()
+    num = float(line) * 1.5
+    num = None
+    pair = (line, [])
+    pair = None
+    num, pair = float(line) * 2.5, (line, [])
+    line = sys._getframe().f_lineno - 1
+    assert lgt.get_object_traceback(num) == lgt.Traceback(((__file__, line),))
+    assert lgt.get_object_traceback(pair) == lgt.Traceback(((__file__, line),))
+
+
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="CPython 3.9's free lists are out of reach")
+def test_stop_gives_the_free_lists_back(not_tracing):
+    lgt.start()
+    assert _leakguard._exact_objects(True) is True  # switched off by start()
+    callbacks = len(gc.callbacks)
+    lgt.stop()
+    assert len(gc.callbacks) == callbacks - 1
+    assert _leakguard._exact_objects(False) is False  # given back by stop()
+    # started by leakguard.start(), tracing leaves them alone
+    leakguard.start()
+    try:
+        assert _leakguard._exact_objects(False) is False
+    finally:
+        leakguard.stop()
 
 
 def test_model_module_exports_match_the_drop_in():

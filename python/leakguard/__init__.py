@@ -16,7 +16,10 @@ and reports what keeps growing, where it was allocated and what holds it;
 ``with leakguard.track() as t:`` measures one block.
 
 ``leakguard.tracemalloc`` is a drop-in replacement for the stdlib module; the
-functions and classes here are the same objects as there.
+functions and classes here are the same objects as there, except
+:func:`start`, which leaves the interpreter's free lists on (the drop-in's
+switches them off while tracing, so that an object reused from one is
+charged to the line that created it, as the stdlib's tracer does).
 """
 
 from __future__ import annotations
@@ -50,10 +53,23 @@ from .tracemalloc import (
     get_tracemalloc_memory,
     is_tracing,
     reset_peak,
-    start,
     stop,
     take_snapshot,
 )
+from .tracemalloc import _start as _start_tracing
+
+
+def start(nframe: int = 1) -> None:
+    """Start tracing memory allocations, keeping at most ``nframe`` frames per
+    traceback; does nothing (after checking ``nframe``) when tracing already.
+
+    As ``tracemalloc.start``, except that objects the interpreter reuses from
+    its free lists (floats, tuples, lists, dicts) keep the traceback of their
+    block's first allocation: ``leakguard.tracemalloc.start`` switches those
+    free lists off for exact tracebacks, at some cost on code that churns
+    small objects; this one leaves them on."""
+    _start_tracing(nframe, exact=False)
+
 
 if TYPE_CHECKING:
     from ._export import export

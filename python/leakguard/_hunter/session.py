@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import gc
 from types import TracebackType
-from typing import Any, Dict, Optional, Type
+from typing import Optional, Type
 
 from .. import _leakguard as native
-from ..tracemalloc import _check_nframe
+from ..tracemalloc import _check_nframe, _reapply_exact
 
 
 class unrecorded:  # noqa: N801 - used like a function: ``with unrecorded():``
@@ -22,12 +22,6 @@ class unrecorded:  # noqa: N801 - used like a function: ``with unrecorded():``
 
     def __exit__(self, *exc: object) -> None:
         native._pause_thread(self._was)
-
-
-def _reapply_exact(phase: str, info: Dict[str, Any]) -> None:
-    # A full collection clears the free lists and makes some usable again.
-    if phase == "stop" and info.get("generation") == 2:
-        native._exact_objects(True)
 
 
 class TracingSession:
