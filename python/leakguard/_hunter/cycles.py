@@ -19,6 +19,8 @@ from __future__ import annotations
 import gc
 from typing import Any, Dict, List, Tuple
 
+from .session import unrecorded
+
 
 def _type_name(obj: object) -> str:
     cls = type(obj)
@@ -65,9 +67,12 @@ class CycleWatch:
                 finally:
                     gc.set_debug(flags)
                 start = max(len(gc.garbage) - parked, kept)
-                found: List[object] = gc.garbage[start:]
-                del gc.garbage[start:]
-                types = count_types(found)
+                # The hunt's own: the counts are kept with the round's
+                # figures and must not read as memory the round left.
+                with unrecorded():
+                    found: List[object] = gc.garbage[start:]
+                    del gc.garbage[start:]
+                    types = count_types(found)
                 freed = len(found)
                 found.clear()
                 # Released: this collection frees them (and parks the
