@@ -111,6 +111,26 @@ def test_leaky_4_rounds():
 """
 
 
+def test_a_leaked_file_shows_in_the_failure(pytester: pytest.Pytester) -> None:
+    path = pytester.makepyfile(
+        test_files="""
+        import pytest
+
+        KEPT = []
+
+
+        @pytest.mark.no_leaks
+        def test_keeps_files_open(tmp_path):
+            KEPT.append(open(tmp_path / f"f{len(KEPT)}", "w"))
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    text = section(result, "test_keeps_files_open")
+    assert "Resources: open file descriptors" in text and "LEAKING" in text
+    assert "still open" in text and path.name in text
+
+
 def test_no_leaks_fails_with_line_source_and_holder(pytester: pytest.Pytester) -> None:
     path = pytester.makepyfile(test_x=LEAKY)
     result = run(pytester)
@@ -121,6 +141,8 @@ def test_no_leaks_fails_with_line_source_and_holder(pytester: pytest.Pytester) -
     assert "in 5 rounds after 2 warm-up" in text
     assert_site(text, path, "CACHE.append(bytearray(10000))")
     assert "held by: test_x.CACHE (list" in text
+    # descriptors and cycles have nothing to say here: not shown
+    assert "Resources:" not in text and "Cycles:" not in text
 
     text = section(result, "test_leaky_4_rounds")
     assert "leakguard: memory grows round after round" in text

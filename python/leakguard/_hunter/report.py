@@ -219,6 +219,11 @@ class ResourceReport:
     def leaking(self) -> bool:
         return self.rule is not None
 
+    @property
+    def quiet(self) -> bool:
+        """Nothing to say but "steady": no growth, nothing left open, no warning."""
+        return not self.leaking and not self.leaked and not self.warnings and bool(self.fds)
+
     def format(self) -> List[str]:
         if not self.fds:
             lines = ["Resources: open file descriptors cannot be listed on this platform"]
@@ -272,6 +277,12 @@ class CycleReport:
     @property
     def leaking(self) -> bool:
         return self.rule is not None
+
+    @property
+    def quiet(self) -> bool:
+        """Nothing to say: no cycle freed, nothing uncollectable added."""
+        grew = bool(self.uncollectable) and self.uncollectable[-1] > self.uncollectable[0]
+        return not self.leaking and not grew and not any(self.collected)
 
     def format(self) -> List[str]:
         total: Dict[str, int] = {}
@@ -349,6 +360,12 @@ class LeakReport:
         )
 
     def __str__(self) -> str:
+        return "\n".join(self.format()).rstrip() + "\n"
+
+    def format(self, steady: bool = True) -> List[str]:
+        """The report's lines (``str(report)``). ``steady=False`` leaves out
+        the file-descriptor and cycle blocks when they have nothing to say
+        (what a test runner's failure report shows)."""
         lines = [self.summary(), ""]
         if self.traced:
             lines.append(f"Traced memory after each round: {_series(self.traced, 'bytes')}")
@@ -356,9 +373,11 @@ class LeakReport:
         for i, leak in enumerate(self.leaks, 1):
             lines.extend(leak.format(i))
             lines.append("")
-        lines.extend(self.resources.format())
-        lines.append("")
-        lines.extend(self.cycles.format())
+        if steady or not self.resources.quiet:
+            lines.extend(self.resources.format())
+            lines.append("")
+        if steady or not self.cycles.quiet:
+            lines.extend(self.cycles.format())
         if self.bounded:
             lines.append("")
             lines.append(
@@ -378,7 +397,9 @@ class LeakReport:
                     f"    {site.where}  {_format_size(site.size_per_round, True)} per round: "
                     + "; ".join(str(h) for h in site.holders[:1])
                 )
-        return "\n".join(lines).rstrip() + "\n"
+        while lines and not lines[-1]:
+            lines.pop()
+        return lines
 
     def _repr_html_(self) -> str:
         from .._notebook.html import leak_report_html

@@ -48,8 +48,9 @@ def failure_lines(measured: Measured) -> List[str]:
         lines.extend(_sites(title, measured.leaked_sites, 3))
     report = measured.report
     if report is not None and report.leaking:
-        # The report's own first line is the E line above.
-        lines.extend(str(report).rstrip("\n").splitlines()[1:])
+        # The report's own first line is the E line above; the descriptor
+        # and cycle blocks only when they have something to say.
+        lines.extend(report.format(steady=False)[1:])
     return lines
 
 
