@@ -360,7 +360,8 @@ def test_closures_and_partials_in_a_growing_list_are_held_by_the_list() -> None:
     holder = leak_at(report, "closure-in-list").holders[0]
     assert holder.root == "leaky_causes.CALLBACKS", str(report)
     assert holder.nodes[1] == "function leaky_causes.make_callback.<locals>.<lambda>"
-    assert holder.steps[-1] == ".cell_contents" and holder.nodes[-1].startswith("bytearray")
+    if EXACT:  # 3.9: a closure tuple reused from a free list keeps this line
+        assert holder.steps[-1] == ".cell_contents" and holder.nodes[-1].startswith("bytearray")
     assert not report.bounded, str(report)
     holder = leak_at(partials, "partial-payload").holders[0]
     assert holder.root == "leaky_causes.PENDING", str(partials)
