@@ -26,16 +26,18 @@ import functools
 import json
 import os
 import queue
+import shutil
 import sys
 import tempfile
 import threading
+from typing import TextIO
 
 import leakguard
 
 AUDIT_TRAIL: list[dict[str, object]] = []  # leak: appended to, never trimmed
 PAGE_CACHE: dict[int, str] = {}  # leak: keyed per request, never evicted
 DEAD_SESSIONS: list[Session] = []  # leak: where finalised sessions end up
-OPEN_LOGS: list[object] = []  # leak: a log file per batch, never closed
+OPEN_LOGS: list[TextIO] = []  # leak: a log file per batch, never closed
 COUNTRIES: dict[str, str] = {}  # fills once on first use: not a leak
 WORKDIR = tempfile.mkdtemp(prefix="leaky-service-")
 
@@ -144,6 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     report = leakguard.hunt(service.batch, args.requests, rounds=args.rounds, warmup=args.warmup)
     WORKER.jobs.put(None)
     print(report)
+    # The demonstration over, put away what the service leaked on purpose
+    # (the interpreter would warn about each file left open at exit).
+    for log in OPEN_LOGS:
+        log.close()
+    shutil.rmtree(WORKDIR, ignore_errors=True)
     return 0
 
 
