@@ -544,6 +544,25 @@ impl TraceTable {
         }
     }
 
+    /// Takes `slot`, found `free` (EMPTY or TOMBSTONE), for `key` → `packed`;
+    /// false when another thread took it first.
+    #[inline(always)]
+    fn claim(shard: &Shard, slot: &Slot, free: usize, key: usize, packed: u64) -> bool {
+        if slot
+            .key
+            .compare_exchange(free, RESERVED, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        if free == EMPTY {
+            shard.used.fetch_add(1, Ordering::Relaxed);
+        }
+        slot.value.store(packed, Ordering::Relaxed);
+        slot.key.store(key, Ordering::Release);
+        true
+    }
+
     /// `None` means the shard is too full: grow it and retry.
     fn try_insert(
         shard: &Shard,
@@ -569,16 +588,7 @@ impl TraceTable {
             }
             if !checked && (k == TOMBSTONE || k == EMPTY) {
                 // The first free slot (see `frees_may_be_missed`).
-                if slot
-                    .key
-                    .compare_exchange(k, RESERVED, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    if k == EMPTY {
-                        shard.used.fetch_add(1, Ordering::Relaxed);
-                    }
-                    slot.value.store(packed, Ordering::Relaxed);
-                    slot.key.store(key, Ordering::Release);
+                if Self::claim(shard, slot, k, key, packed) {
                     return Some(Inserted::New);
                 }
                 continue; // lost the race for this slot: look at it again
@@ -586,26 +596,12 @@ impl TraceTable {
             if k == EMPTY {
                 // The key is absent. Prefer reusing the first tombstone seen.
                 if let Some(t) = tombstone {
-                    let ts = &slots[t];
-                    if ts
-                        .key
-                        .compare_exchange(TOMBSTONE, RESERVED, Ordering::Acquire, Ordering::Relaxed)
-                        .is_ok()
-                    {
-                        ts.value.store(packed, Ordering::Relaxed);
-                        ts.key.store(key, Ordering::Release);
+                    if Self::claim(shard, &slots[t], TOMBSTONE, key, packed) {
                         return Some(Inserted::New);
                     }
                     tombstone = None;
                 }
-                if slot
-                    .key
-                    .compare_exchange(EMPTY, RESERVED, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    shard.used.fetch_add(1, Ordering::Relaxed);
-                    slot.value.store(packed, Ordering::Relaxed);
-                    slot.key.store(key, Ordering::Release);
+                if Self::claim(shard, slot, EMPTY, key, packed) {
                     return Some(Inserted::New);
                 }
                 // Lost the race for this slot: look at it again.
