@@ -124,17 +124,24 @@ def start(nframe: int = 1) -> None:
 def _start(nframe: int, exact: bool) -> None:
     """:func:`start`, with the free lists switched off (``exact``) or left on
     (``leakguard.start``)."""
+    global _switched_off
     count = _check_nframe(nframe)
     if not _leakguard.is_tracing():
         _leakguard.start(count)
-        if exact:
-            _free_lists_off()
+        if exact and not _switched_off:
+            try:
+                _switched_off = _free_lists_off()
+            except TracingError:
+                pass  # another interpreter holds the switch: tracing as it can
 
 
 def stop() -> None:
     """Stop tracing memory allocations and forget every trace."""
+    global _switched_off
     _leakguard.stop()
-    _free_lists_back()
+    if _switched_off:
+        _switched_off = False
+        _free_lists_on()
 
 
 def _reapply_exact(phase: str, info: Any) -> None:
@@ -144,33 +151,30 @@ def _reapply_exact(phase: str, info: Any) -> None:
         _leakguard._exact_objects(True)
 
 
-#: Whether :func:`start` switched the free lists off (and must switch them back).
-_switched_off = False
+def _free_lists_off() -> bool:
+    """Switches the interpreter's free lists off (see ``_exact_objects``)
+    until :func:`_free_lists_on`, re-applied after each full collection.
+    True when this call switched them (and must give them back); False when
+    they were off already. Raises :class:`TracingError` when another
+    interpreter holds the switch or a deallocator was replaced."""
+    if _leakguard._exact_objects(True):
+        return False
+    _gc.callbacks.append(_reapply_exact)
+    return True
 
 
-def _free_lists_off() -> None:
-    global _switched_off
-    if _switched_off:
-        return
-    try:
-        was_off = _leakguard._exact_objects(True)
-    except TracingError:
-        return  # another interpreter holds the switch, or a deallocator was replaced
-    if not was_off:
-        _gc.callbacks.append(_reapply_exact)
-        _switched_off = True
-
-
-def _free_lists_back() -> None:
-    global _switched_off
-    if not _switched_off:
-        return
-    _switched_off = False
+def _free_lists_on() -> None:
+    """Gives back the free lists a :func:`_free_lists_off` switched off."""
     try:
         _gc.callbacks.remove(_reapply_exact)
     except ValueError:  # removed by the program
         pass
     _leakguard._exact_objects(False)
+
+
+#: Whether :func:`start` switched the free lists off (and :func:`stop` must
+#: give them back).
+_switched_off = False
 
 
 def is_tracing() -> bool:

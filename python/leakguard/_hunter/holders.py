@@ -301,9 +301,10 @@ class _Search:
         #: samples that are an empty container's own buffer: spare capacity
         #: (a dict's table after its items left), bounded by its past size
         self.spare: Set[int] = set()
-        #: samples located by a container's buffer that grew (the container
-        #: is the sample): their chains count the sample among its containers
-        self.buffers: Set[int] = set()
+        #: (site, sample) of the samples located by a container's buffer that
+        #: grew (the container is the sample): their chains count the sample
+        #: among its containers, and rank after one reaching the site's objects
+        self.buffers: Set[Tuple[int, int]] = set()
         #: per (site, sample), the node of a function that nothing names:
         #: its chain is used when the climb finds no root above it
         self.fallback: Dict[Tuple[int, int], int] = {}
@@ -412,7 +413,8 @@ class _Search:
             i += 1
         # A __dict__'s length is the number of attributes, not what it holds;
         # the sample (last) holds itself only when its own buffer grew.
-        above = met if path[-1] in self.buffers else met[:-1]
+        last = path[-1]
+        above = met if (self.site[last], self.sample[last]) in self.buffers else met[:-1]
         containers = [obj for obj, via in above if via != ".__dict__" and growable(obj)]
         bounded = label in BOUNDED_GLOBALS or path[-1] in self.spare or _limited(met)
         holder = Holder(
@@ -552,10 +554,10 @@ def find_holders(
 
     search = _Search(_Roots(arguments, runner))
     objects = gc.get_objects()
-    located = _varied(_own_first(native._locate_objects(objects, blocks, LOCATED_PER_SITE), sites))
+    located = _samples(objects, blocks, sites)
     del objects
     frontier: List[int] = []
-    found = _Found(len(sites))
+    found = _Found(search, len(sites))
     # Objects allocated at the site say more than the container whose buffer
     # grew there (the chain then runs down to the item): prefer them. A site
     # met only through such a buffer may still own some of that container's
@@ -565,9 +567,7 @@ def find_holders(
     containers = [obj for site, obj, via_buffer, _ in located if via_buffer and site not in has_own]
     if containers:
         items = [item for obj in containers for item in gc.get_referents(obj)[-ITEMS_LOOKED_AT:]]
-        for more in _varied(
-            _own_first(native._locate_objects(items, blocks, LOCATED_PER_SITE), sites)
-        ):
+        for more in _samples(items, blocks, sites):
             if not more[2]:
                 located.append(more)
                 has_own.add(more[0])
@@ -581,16 +581,14 @@ def find_holders(
         sample = samples.setdefault((site, id(obj)), len(samples))
         if isinstance(obj, _WEAK):
             found.weak.add((site, sample))
-        if via_buffer:
-            found.buffers.add((site, sample))
         index = search.add(obj, -1, site, sample)
         if index < 0:
             continue
         if via_buffer:
-            search.buffers.add(index)
+            search.buffers.add((site, sample))
             if _is_empty(obj):
                 search.spare.add(index)
-        found.check(search, index, 0)
+        found.check(index, 0)
         # Containers the collector does not track hide from gc.get_referrers:
         # the walk says which ones led to the object; climb them here.
         for container in untracked_path:
@@ -603,11 +601,11 @@ def find_holders(
             if parent < 0:
                 break
             index = parent
-            found.check(search, index, 0)
+            found.check(index, 0)
         if index >= 0:
             frontier.append(index)
     del located
-    frontier = [i for i in frontier if found.climbing(search, i, 0)]
+    frontier = [i for i in frontier if found.climbing(i, 0)]
 
     for depth in range(1, MAX_DEPTH + 1):
         if not frontier or time.perf_counter() > deadline:
@@ -644,8 +642,8 @@ def find_holders(
                     next_frontier.append(index)
         del referrers, targets, by_id
         for index in next_frontier:
-            found.check(search, index, depth)
-        frontier = [i for i in next_frontier if found.climbing(search, i, depth)]
+            found.check(index, depth)
+        frontier = [i for i in next_frontier if found.climbing(i, depth)]
     for (site, sample), index in search.fallback.items():
         if not found.chains[site]:
             func = search.nodes[index]
@@ -655,6 +653,15 @@ def find_holders(
     if chain_containers is not None:
         chain_containers[:] = [[c for _, c in site] for site in chosen]
     return [[h for h, _ in site] for site in chosen]
+
+
+def _samples(
+    objects: List[object], blocks: Dict[int, int], sites: Sequence[Sequence[RawTraceback]]
+) -> List[Tuple[int, object, bool, List[object]]]:
+    """The sample objects among ``objects`` (and what they reference) of the
+    sites whose blocks ``blocks`` names: located, each counted as the site's
+    own or as a container by :func:`_own_first`, then chosen by :func:`_varied`."""
+    return _varied(_own_first(native._locate_objects(objects, blocks, LOCATED_PER_SITE), sites))
 
 
 def _own_first(
@@ -735,7 +742,8 @@ class _Found:
     a leak that grows is held by something that holds many; then the
     shortest."""
 
-    def __init__(self, sites: int) -> None:
+    def __init__(self, search: _Search, sites: int) -> None:
+        self.search = search
         self.chains: List[Dict[Tuple[str, str], Tuple[Set[int], Holder, List[object]]]] = [
             {} for _ in range(sites)
         ]
@@ -745,8 +753,6 @@ class _Found:
         self.inside: Dict[Tuple[int, int], int] = {}
         #: samples that are weak references
         self.weak: Set[Tuple[int, int]] = set()
-        #: samples that are a container located by its buffer
-        self.buffers: Set[Tuple[int, int]] = set()
         #: per (site, path): the rank of the chain kept for it (see note)
         self.rank: Dict[Tuple[int, Tuple[str, str]], Tuple[bool, int]] = {}
 
@@ -755,8 +761,9 @@ class _Found:
         site: whatever holds ``other`` holds ``sample`` too."""
         self.inside.setdefault((site, sample), other)
 
-    def check(self, search: _Search, index: int, depth: int) -> None:
+    def check(self, index: int, depth: int) -> None:
         """Notes the chain ending at node ``index`` if that node is a root."""
+        search = self.search
         site, sample = search.site[index], search.sample[index]
         if (site, sample) in self.done:
             return
@@ -779,17 +786,17 @@ class _Found:
         # allocated at the site says more than one ending at the container
         # whose buffer grew there; of those, the shortest (the outermost of
         # the site's objects: a handler rather than the list inside it).
-        rank = ((site, sample) in self.buffers, len(holder.steps))
+        rank = ((site, sample) in self.search.buffers, len(holder.steps))
         if held is None or rank < self.rank[(site, path)]:
             self.rank[(site, path)] = rank
             samples = held[0] if held is not None else set()
             held = self.chains[site][path] = (samples, holder, containers)
         held[0].add(sample)
 
-    def climbing(self, search: _Search, index: int, depth: int) -> bool:
+    def climbing(self, index: int, depth: int) -> bool:
         """Whether node ``index`` (reached at ``depth``) climbs on."""
-        site = search.site[index]
-        if (site, search.sample[index]) in self.done:
+        site = self.search.site[index]
+        if (site, self.search.sample[index]) in self.done:
             return False
         first = self.first_level.get(site)
         return first is None or depth < first + EXTRA_LEVELS

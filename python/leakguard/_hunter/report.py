@@ -360,7 +360,7 @@ class LeakReport:
         )
 
     def __str__(self) -> str:
-        return "\n".join(self.format()).rstrip() + "\n"
+        return "\n".join(self.format()) + "\n"
 
     def format(self, steady: bool = True) -> List[str]:
         """The report's lines (``str(report)``). ``steady=False`` leaves out

@@ -3,12 +3,11 @@ tracing state as it was; and running leakguard's own work unrecorded."""
 
 from __future__ import annotations
 
-import gc
 from types import TracebackType
 from typing import Optional, Type
 
 from .. import _leakguard as native
-from ..tracemalloc import _check_nframe, _reapply_exact
+from ..tracemalloc import _check_nframe, _free_lists_off, _free_lists_on
 
 
 class unrecorded:  # noqa: N801 - used like a function: ``with unrecorded():``
@@ -42,12 +41,10 @@ class TracingSession:
         self.nframe = self.requested
         self._was_tracing = False
         self._old_nframe = 0
-        self._was_exact = False
+        self._switched = False
 
     def __enter__(self) -> TracingSession:
-        self._was_exact = native._exact_objects(True) if self.exact else True
-        if not self._was_exact:
-            gc.callbacks.append(_reapply_exact)
+        self._switched = _free_lists_off() if self.exact else False
         self._was_tracing = native.is_tracing()
         if self._was_tracing:
             self._old_nframe = native.get_traceback_limit()
@@ -71,9 +68,5 @@ class TracingSession:
             elif native.is_tracing():
                 native.stop()
         finally:
-            if not self._was_exact:
-                try:
-                    gc.callbacks.remove(_reapply_exact)
-                except ValueError:  # pragma: no cover - removed by the program
-                    pass
-                native._exact_objects(False)
+            if self._switched:
+                _free_lists_on()
