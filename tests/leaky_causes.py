@@ -479,3 +479,32 @@ def remember_per_thread() -> None:
     if seen is None:
         seen = PER_THREAD.seen = []
     seen.append({"n": len(seen)})  # LEAK: thread-local
+
+
+# --- a leak whose objects come from a free list --------------------------------
+
+KEPT_FLOATS: List[float] = []
+SCATTER_CALLS = [0]
+
+
+def keep_a_float_after_churn() -> None:
+    # Each call churns floats at one of six lines in turn, then keeps one
+    # float. With the free lists on, the kept float reuses a block the churn
+    # freed, charged to that call's churn line: six lines growing once each,
+    # none round after round, while the total grows every round.
+    turn = SCATTER_CALLS[0] % 6
+    SCATTER_CALLS[0] += 1
+    if turn == 0:
+        junk = [i * 0.5 for i in range(300)]
+    elif turn == 1:
+        junk = [i * 1.5 for i in range(300)]
+    elif turn == 2:
+        junk = [i * 2.5 for i in range(300)]
+    elif turn == 3:
+        junk = [i * 3.5 for i in range(300)]
+    elif turn == 4:
+        junk = [i * 4.5 for i in range(300)]
+    else:
+        junk = [i * 5.5 for i in range(300)]
+    del junk
+    KEPT_FLOATS.append(SCATTER_CALLS[0] * 0.25)  # LEAK: float-from-free-list

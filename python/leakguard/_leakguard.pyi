@@ -37,6 +37,7 @@ __all__ = [
     "_wrap_numpy",
     "_numpy_wrapped",
     "_exact_objects",
+    "_exact_objects_state",
     "_peak_watch",
     "_peak_sites",
     "_only_this_thread",
@@ -199,6 +200,12 @@ def _numpy_wrapped() -> bool:
 def _owned_blocks(obj: object) -> list[int]:
     """Addresses of the blocks ``obj`` owns, as ``_locate_objects`` sees
     them: its own block first (``_object_block``), then its buffers."""
+
+def _exact_objects_state() -> Optional[bool]:
+    """True when exact objects (see ``_exact_objects``) are on in the current
+    interpreter, False when they are off and ``_exact_objects(True)`` would
+    switch them on, None when it cannot (CPython 3.9, or on in another
+    interpreter)."""
 
 def _exact_objects(enable: bool) -> bool:
     """Make floats, tuples, lists and dicts (and dict keys objects) come from

@@ -37,7 +37,17 @@ fn exact_objects(py: Python<'_>, enable: bool) -> PyResult<bool> {
     })
 }
 
+/// True when exact objects are on in the current interpreter, False when
+/// they are off and `_exact_objects(True)` would switch them on, None when it
+/// cannot (CPython 3.9, or on in another interpreter).
+#[pyfunction]
+#[pyo3(name = "_exact_objects_state")]
+fn exact_objects_state(py: Python<'_>) -> Option<bool> {
+    cpython::exact_objects_state(py)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(exact_objects, m)?)?;
+    m.add_function(wrap_pyfunction!(exact_objects_state, m)?)?;
     Ok(())
 }

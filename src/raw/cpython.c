@@ -1509,6 +1509,27 @@ exact_restore(PyInterpreterState *interp)
 #endif /* PY_VERSION_HEX >= 0x030A0000 */
 
 /*
+ * Whether exact objects can be had here: 1 if they are on in the calling
+ * thread's interpreter, 0 if they are off and lg_exact_objects(1) would
+ * switch them on, -1 if it cannot (3.9, or on in another interpreter). The
+ * GIL must be held.
+ */
+int
+lg_exact_objects_state(void)
+{
+#if PY_VERSION_HEX < 0x030A0000
+    return -1;
+#else
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    PyInterpreterState *on = __atomic_load_n(&lg_exact_interp, __ATOMIC_RELAXED);
+    if (on == NULL) {
+        return 0;
+    }
+    return on == interp ? 1 : -1;
+#endif
+}
+
+/*
  * Turns exact objects on (`enable` != 0) or off for the calling thread's
  * interpreter. On: empties the free lists and keeps them from being used;
  * turning it on while on re-applies all of it (after a full collection).

@@ -206,6 +206,15 @@ extern "C" {
     /// finalizer or a gc callback), never from an allocator hook or a
     /// signal handler.
     pub fn lg_exact_objects(enable: c_int) -> c_int;
+
+    /// Whether exact objects are on here (1), off and switchable (0), or out
+    /// of reach (-1: CPython 3.9, or on in another interpreter).
+    ///
+    /// # Safety
+    ///
+    /// As for [`lg_exact_objects`]: the GIL of the calling thread's
+    /// interpreter is held, outside any hook or signal handler.
+    pub fn lg_exact_objects_state() -> c_int;
 }
 
 /// Captures the calling thread's stack into `buf`, most recent first:
@@ -277,6 +286,19 @@ pub enum ExactError {
     OtherInterpreter,
     /// Other code replaced the list or dict deallocator.
     DeallocReplaced,
+}
+
+/// `Some(true)` when exact objects are on in the current interpreter,
+/// `Some(false)` when they are off and can be switched on, `None` when they
+/// cannot (CPython 3.9, or on in another interpreter).
+pub fn exact_objects_state(_py: Python<'_>) -> Option<bool> {
+    // SAFETY: the GIL is held (`py`) by this thread, which runs Python code,
+    // not a hook or a signal handler.
+    match unsafe { lg_exact_objects_state() } {
+        1 => Some(true),
+        0 => Some(false),
+        _ => None,
+    }
 }
 
 /// Turns exact objects on or off for the current interpreter (see

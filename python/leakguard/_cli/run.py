@@ -455,7 +455,11 @@ class RunCommand:
         argv = target.argv
         term = Terminal(sys.stderr, args.color)
         bar = Progress(sys.stderr, term.style)
-        labels = {"warmup": "leakguard: warm-up", "rounds": "leakguard: round"}
+        labels = {
+            "warmup": "leakguard: warm-up",
+            "rounds": "leakguard: round",
+            "exact": "leakguard: round, exact",
+        }
 
         def progress(stage: str, done: int, total: int) -> None:
             bar.update(labels.get(stage, "leakguard: analysing"), done, total)

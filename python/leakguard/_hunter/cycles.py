@@ -19,7 +19,7 @@ from __future__ import annotations
 import gc
 from typing import Any, Dict, List, Tuple
 
-from .session import unrecorded
+from .session import flush_free_lists, unrecorded
 
 
 def _type_name(obj: object) -> str:
@@ -66,6 +66,9 @@ class CycleWatch:
                     parked = gc.collect()
                 finally:
                     gc.set_debug(flags)
+                # What the collector's callbacks allocated and freed (their
+                # info dicts) must not be reused by the counts kept below.
+                flush_free_lists()
                 start = max(len(gc.garbage) - parked, kept)
                 # The hunt's own: the counts are kept with the round's
                 # figures and must not read as memory the round left.

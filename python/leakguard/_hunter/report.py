@@ -157,10 +157,16 @@ class LeakSite:
         return lines
 
 
-def _warmup(runs: int) -> str:
+def _warmup(runs: int, first_rounds: int = 0) -> str:
+    """``after 2 warm-up runs``; with ``first_rounds``, the rounds that ran
+    before the ones reported (with the free lists on) are named too."""
+    first = ""
+    if first_rounds:
+        first = f"{first_rounds} first round{'s' if first_rounds != 1 else ''}"
     if runs == 0:
-        return "with no warm-up"
-    return f"after {runs} warm-up run{'s' if runs != 1 else ''}"
+        return f"after {first}" if first else "with no warm-up"
+    warm = f"{runs} warm-up run{'s' if runs != 1 else ''}"
+    return f"after {warm} and {first}" if first else f"after {warm}"
 
 
 def _blocks(per_round: float) -> str:
@@ -320,7 +326,10 @@ class LeakReport:
     set up once and filled by every run): artifacts of the repetition.
     ``resources`` and ``cycles``: descriptors, ``ResourceWarning``s and the
     cycle collector. ``traced``: total traced bytes after the warm-up and each
-    round.
+    round. ``rerun``: the rounds first ran with the interpreter's free lists
+    on and something grew, so they ran again with the free lists off, each
+    object charged to the line that created it; the report is of that second
+    set (``func`` ran ``rounds`` more times).
     """
 
     rounds: int
@@ -333,6 +342,7 @@ class LeakReport:
     resources: ResourceReport
     cycles: CycleReport
     runner_held: Tuple[LeakSite, ...] = ()
+    rerun: bool = False
 
     @property
     def leaking(self) -> bool:
@@ -356,7 +366,8 @@ class LeakReport:
         found = ", ".join(what) if what else "no leaks"
         return (
             f"leakguard hunt: {found} in {self.rounds} round{'s' if self.rounds != 1 else ''} "
-            f"{_warmup(self.warmup)} (nframe={self.nframe}, {self.duration:.2f} s)"
+            f"{_warmup(self.warmup, self.rounds if self.rerun else 0)} "
+            f"(nframe={self.nframe}, {self.duration:.2f} s)"
         )
 
     def __str__(self) -> str:

@@ -8,9 +8,12 @@ The method (the rules are in :mod:`.growth`, the attribution in :mod:`.sites`):
 2. measure: a full collection (:mod:`.cycles`), then the live bytes and blocks
    per allocation site from a snapshot, the open file descriptors and the
    ``ResourceWarning``s (:mod:`.resources`);
-3. run ``func`` once more and measure again, ``rounds`` times;
-4. a site whose live size grows round after round is a leak: find what
-   holds its objects (:mod:`.holders`).
+3. run ``func`` once more and measure again, ``rounds`` times, with the
+   interpreter's free lists on (the speed of plain tracing);
+4. if anything grew by the growth rule, steps 2-3 again with the free lists
+   off (3.10+), each object charged to the line that created it, and judge
+   those rounds: a site whose live size grows round after round is a leak;
+5. find what holds its objects (:mod:`.holders`).
 
 Everything the hunt itself allocates is left unrecorded, so it never shows up
 among the traces it judges.
@@ -32,7 +35,7 @@ from .growth import growth_rule
 from .holders import find_holders
 from .report import CycleReport, Holder, LeakReport, LeakSite, ResourceReport
 from .resources import DescriptorCounter, WarningCapture, leaked_descriptors
-from .session import TracingSession, unrecorded
+from .session import ExactObjects, TracingSession, flush_free_lists, unrecorded
 from .sites import RawTraceback, Site, SiteResolver
 
 #: Frames kept per traceback during a hunt: enough to get from library code
@@ -49,10 +52,10 @@ TRACEBACKS_PER_SITE = 4
 class _Rounds:
     """The measurements, one per round (index 0: after the warm-up)."""
 
-    def __init__(self, rounds: int, runner: Tuple[str, ...] = ()) -> None:
+    def __init__(self, rounds: int, resolver: SiteResolver) -> None:
         self.n = rounds + 1
         self.index = 0
-        self.resolver = SiteResolver(runner)
+        self.resolver = resolver
         self.sizes: Dict[Site, List[int]] = {}
         self.counts: Dict[Site, List[int]] = {}
         self.first: Dict[RawTraceback, int] = {}
@@ -67,6 +70,7 @@ class _Rounds:
 
     def measure(self, cycles: CycleWatch, warned: WarningCapture) -> None:
         i = self.index
+        flush_free_lists()
         with unrecorded():
             warned.drain()
         # The type attribute cache keeps a reference to the name of each
@@ -96,6 +100,7 @@ class _Rounds:
                 self.counts[site][i] += count
                 if per_tb is not None:
                     per_tb[tb] = size
+        flush_free_lists()
         self.index += 1
 
     def _by_site(self) -> Iterator[Tuple[Site, int, int, RawTraceback]]:
@@ -110,13 +115,16 @@ class _Rounds:
             if site is not None:
                 yield site, size, count, tb
 
-    def site_sizes(self, sites: Set[Site]) -> Dict[Site, int]:
-        """The live bytes of ``sites`` now."""
-        sizes: Dict[Site, int] = {}
-        for site, size, _, _ in self._by_site():
-            if site in sites:
-                sizes[site] = sizes.get(site, 0) + size
-        return sizes
+    def suspect(self) -> bool:
+        """Whether anything grew by the growth rule: a site, all sites
+        together, the open descriptors or the uncollectable garbage."""
+        judged = [sum(sizes[i] for sizes in self.sizes.values()) for i in range(self.n)]
+        return bool(
+            growth_rule(judged)
+            or growth_rule(self.fds)
+            or growth_rule(self.garbage)
+            or any(growth_rule(sizes) for sizes in self.sizes.values())
+        )
 
     def growing(self) -> List[Tuple[Site, str, List[RawTraceback]]]:
         """Sites that grew by the growth rule, most growth first, each with its
@@ -153,6 +161,9 @@ def hunt(
 ) -> LeakReport:
     """Run ``func(*args, **kwargs)`` ``warmup`` times, then ``rounds`` more
     times, measuring after each round; report what grew round after round.
+    When something grew, the rounds run again with CPython's free lists off
+    (3.10+), each object charged to the line that created it, and the report
+    is of those (``report.rerun``).
 
     Returns a :class:`leakguard.LeakReport`: ``str(report)`` to read,
     ``report.leaks`` / ``.resources`` / ``.cycles`` to inspect,
@@ -183,7 +194,8 @@ def run_hunt(
 
     ``progress(stage, done, total)``, if given, is called before each run of
     ``func`` and when a stage is over, with ``stage`` ``"warmup"``,
-    ``"rounds"`` or ``"analysis"`` and ``done`` out of ``total`` finished;
+    ``"rounds"``, ``"exact"`` (the rounds run again with exact attribution)
+    or ``"analysis"`` and ``done`` out of ``total`` finished;
     what it allocates is not recorded."""
     if not callable(func):
         raise UsageTypeError(f"hunt() needs a callable to run, not {type(func).__name__}")
@@ -191,8 +203,8 @@ def run_hunt(
     warmup = check_count("hunt() argument 'warmup'", warmup, 0)
     started = time.perf_counter()
     with unrecorded():
-        measured = _Rounds(rounds, runner)
-    with WarningCapture(measured.resolver) as warned, CycleWatch() as cycles:
+        resolver = SiteResolver(runner)
+    with WarningCapture(resolver) as warned, CycleWatch() as cycles:
         # The warm-up runs before tracing starts (when the program does not
         # trace already): what it leaves alive is never judged, so it need
         # not be recorded, and it runs at full speed.
@@ -201,13 +213,17 @@ def run_hunt(
             func(*args, **kwargs)
         if warmup:
             _tell(progress, "warmup", warmup, warmup)
-        with TracingSession(nframe) as session:
-            measured.measure(cycles, warned)
-            for i in range(rounds):
-                _tell(progress, "rounds", i, rounds)
-                func(*args, **kwargs)
-                measured.measure(cycles, warned)
-            _tell(progress, "rounds", rounds, rounds)
+        with TracingSession(nframe, exact=False) as session, ExactObjects() as exact:
+            measured = _measure(func, args, kwargs, rounds, resolver, cycles, warned, progress)
+            exact_rounds = exact.possible and measured.suspect()
+            if exact_rounds:
+                # Something grew with the free lists on, where a reused
+                # object keeps the line of its block's first allocation:
+                # the rounds again, each object charged to its own line.
+                exact.switch()
+                measured = _measure(
+                    func, args, kwargs, rounds, resolver, cycles, warned, progress, "exact"
+                )
             with unrecorded():
                 _tell(progress, "analysis", 0, 1)
                 arguments: List[Tuple[str, object]] = [("func", func)]
@@ -236,9 +252,33 @@ def run_hunt(
                     warned,
                     started,
                     runner,
+                    exact_rounds,
                 )
                 _tell(progress, "analysis", 1, 1)
                 return report
+
+
+def _measure(
+    func: Callable[..., Any],
+    args: Tuple[Any, ...],
+    kwargs: Dict[str, Any],
+    rounds: int,
+    resolver: SiteResolver,
+    cycles: CycleWatch,
+    warned: WarningCapture,
+    progress: Optional[Callable[[str, int, int], None]],
+    stage: str = "rounds",
+) -> _Rounds:
+    """Measures, then runs ``func`` and measures again, ``rounds`` times."""
+    with unrecorded():
+        measured = _Rounds(rounds, resolver)
+    measured.measure(cycles, warned)
+    for i in range(rounds):
+        _tell(progress, stage, i, rounds)
+        func(*args, **kwargs)
+        measured.measure(cycles, warned)
+    _tell(progress, stage, rounds, rounds)
+    return measured
 
 
 def _tell(
@@ -249,8 +289,9 @@ def _tell(
             progress(stage, done, total)
 
 
-#: Runs of ``func`` after the rounds, at most, to tell a full cache that
-#: replaces its entries from a leak (see :func:`_replacing`).
+#: Runs of ``func`` after the rounds, at least, to tell a full cache that
+#: replaces its entries from a leak (see :func:`_replacing`); as many as half
+#: the rounds when that is more (the rarest leak the growth rule accepts).
 EXTRA_RUNS = 2
 
 
@@ -269,22 +310,24 @@ def _replacing(
     holders: List[List[Holder]],
     containers: List[List[List[object]]],
 ) -> Set[Site]:
-    """The growing sites that are caches replacing their entries (and their
-    bookkeeping, see :func:`_bookkeeping_of`), not leaks.
+    """The growing sites that are caches replacing their entries or that
+    have just filled (and their bookkeeping, see :func:`_bookkeeping_of`),
+    not leaks.
 
     A cache that was full before tracing began (filled at import, or in the
     warm-up) and replaces its entries looks like a leak to the rounds: the
     entries it drops were never traced, the ones it adds are, so its line
-    grows round after round until the whole cache has turned over. What
-    tells it from a leak is its holder: a leak's objects are held by a
-    container that grows with them. So for the sites each of whose holder
-    chains goes through containers that can grow (``containers``, from
-    :func:`.holders.find_holders`), ``func`` runs once more (twice when the
-    site did not grow in the first): a site that grows again while every
-    such container is still referred to as before and got no longer is
-    replacing entries. A site whose containers grew or lost a reference
-    (``items = items + [x]`` replaces the list), or that did not grow again,
-    stays a leak."""
+    grows round after round until the whole cache has turned over. So does
+    one that fills up during the rounds (a ring that comes round in the
+    last of them). What tells them from a leak is the holder: a leak's
+    objects are held by a container that grows with them. So for the sites
+    each of whose holder chains goes through containers that can grow
+    (``containers``, from :func:`.holders.find_holders`), ``func`` runs
+    ``EXTRA_RUNS`` more times, or half the rounds when that is more (a leak
+    every k rounds, the rarest the growth rule accepts, grows its container
+    within k runs). A site one of whose containers got longer or lost a
+    reference (``items = items + [x]`` replaces the list) in those runs
+    stays a leak; the others are not leaks."""
     suspects: Dict[Site, List[int]] = {}
     objects: Dict[int, Any] = {}
     for (site, _, _), chains, on_chains in zip(growing, holders, containers):
@@ -300,22 +343,19 @@ def _replacing(
         # search's nodes, in cycles) go first: count from here.
         gc.collect()
         before = _lengths(objects)
-    replacing: Set[Site] = set()
-    for _ in range(EXTRA_RUNS):
+    for _ in range(max(EXTRA_RUNS, (measured.n - 1) // 2)):
         func(*args, **kwargs)
         with unrecorded():
             sys._clear_type_cache()  # as after each round
             gc.collect()
             after = _lengths(objects)
-            sizes = measured.site_sizes(set(suspects))
             for site, keys in list(suspects.items()):
                 if any(after[k][0] > before[k][0] or after[k][1] < before[k][1] for k in keys):
                     del suspects[site]  # its holder grew with it, or was replaced: a leak
-                elif sizes.get(site, 0) > measured.sizes[site][-1]:
-                    replacing.add(site)
-                    del suspects[site]
             if not suspects:
                 break
+    # Their holders neither grew nor were replaced in any of the runs.
+    replacing = set(suspects)
     with unrecorded():
         return replacing | _bookkeeping_of(measured, growing, holders, replacing)
 
@@ -356,6 +396,7 @@ def _report(
     warned: WarningCapture,
     started: float,
     runner: Tuple[str, ...],
+    rerun: bool,
 ) -> LeakReport:
     leaks: List[LeakSite] = []
     bounded: List[LeakSite] = []
@@ -408,4 +449,5 @@ def _report(
         resources=resources,
         cycles=cycles,
         runner_held=tuple(runner_held),
+        rerun=rerun,
     )

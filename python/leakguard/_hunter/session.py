@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import Optional, Type
 
 from .. import _leakguard as native
+from .._errors import TracingError
 from ..tracemalloc import _check_nframe, _free_lists_off, _free_lists_on
 
 
@@ -21,6 +22,44 @@ class unrecorded:  # noqa: N801 - used like a function: ``with unrecorded():``
 
     def __exit__(self, *exc: object) -> None:
         native._pause_thread(self._was)
+
+
+def flush_free_lists() -> None:
+    """Empties the interpreter's free lists (3.10+, while they are on and the
+    switch is free): the blocks in them are freed, and the next objects of
+    those types come from the allocator. Between rounds this keeps the hunt's
+    own objects from taking blocks charged to the program's lines, and the
+    program's from taking the hunt's untraced ones."""
+    if native._exact_objects_state() is False:
+        native._exact_objects(True)
+        native._exact_objects(False)
+
+
+class ExactObjects:
+    """Exact objects (the free lists off, see ``_exact_objects``) on demand:
+    ``possible`` says whether :meth:`switch` would switch them on (they are
+    off, and can be switched here: not on CPython 3.9, nor while another
+    interpreter holds the switch); after :meth:`switch`, they stay on until
+    the block ends."""
+
+    __slots__ = ("possible", "_switched")
+
+    def __enter__(self) -> ExactObjects:
+        self.possible = native._exact_objects_state() is False
+        self._switched = False
+        return self
+
+    def switch(self) -> None:
+        if self.possible and not self._switched:
+            try:
+                self._switched = _free_lists_off()
+            except TracingError:
+                self.possible = False  # taken since: the objects stay as they are
+
+    def __exit__(self, *exc: object) -> None:
+        if self._switched:
+            self._switched = False
+            _free_lists_on()
 
 
 class TracingSession:
