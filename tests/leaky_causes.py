@@ -7,6 +7,7 @@ Each leaking line carries a ``# LEAK: name`` comment and each control a
 from __future__ import annotations
 
 import array
+import asyncio
 import atexit
 import collections
 import functools
@@ -508,3 +509,32 @@ def keep_a_float_after_churn() -> None:
         junk = [i * 5.5 for i in range(300)]
     del junk
     KEPT_FLOATS.append(SCATTER_CALLS[0] * 0.25)  # LEAK: float-from-free-list
+
+
+# --- finished asyncio tasks kept, with their results ---------------------------
+
+TASK_RESULTS: List[Any] = []
+
+
+async def _fetch_page() -> bytearray:
+    return bytearray(3000)  # LEAK: task-result
+
+
+def keep_finished_tasks() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        task = loop.create_task(_fetch_page())
+        loop.run_until_complete(task)
+        TASK_RESULTS.append(task)
+    finally:
+        loop.close()
+
+
+# --- a StringIO that accumulates text ------------------------------------------
+
+AUDIT_TEXT = io.StringIO()
+
+
+def write_audit_text(n: int = 20) -> None:
+    for i in range(n):
+        AUDIT_TEXT.write(f"event {i}; " * 3)  # LEAK: stringio-text

@@ -158,8 +158,20 @@ def test_switch_reports_its_previous_state_and_is_idempotent():
     assert _leakguard._exact_objects(False) is False
 
 
+@needs_switch
+def test_state_says_whether_the_switch_is_on_here():
+    assert _leakguard._exact_objects_state() is False
+    _leakguard._exact_objects(True)
+    try:
+        assert _leakguard._exact_objects_state() is True
+    finally:
+        _leakguard._exact_objects(False)
+    assert _leakguard._exact_objects_state() is False
+
+
 @pytest.mark.skipif(SWITCH, reason="3.9 only")
 def test_on_39_the_switch_does_nothing():
+    assert _leakguard._exact_objects_state() is None
     assert _leakguard._exact_objects(True) is False
     assert _leakguard._exact_objects(True) is False
     assert _leakguard._exact_objects(False) is False

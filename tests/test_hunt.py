@@ -17,6 +17,7 @@ import pytest
 
 import leakguard
 from leakguard import LeakError, LeakReport, LeakSite, TracingError, UsageError, UsageTypeError
+from leakguard import tracemalloc as drop_in
 from leakguard._hunter.growth import ALL_BUT_ONE, EVERY_ROUND, growth_rule
 from leakguard._hunter.report import shown_frames
 from leakguard._hunter.rounds import run_hunt
@@ -206,6 +207,36 @@ def test_a_list_in_a_threading_local_is_named_by_its_attribute() -> None:
     assert holder.steps[0] == ".seen", str(report)
     assert holder.nodes[0] == "_thread._local" and holder.nodes[1].startswith("list, ")
     assert holder.nodes[-1].startswith("dict"), str(report)
+
+
+def test_a_finished_task_kept_names_its_result_field() -> None:
+    try:
+        report = leakguard.hunt(causes.keep_finished_tasks)
+    finally:
+        causes.TASK_RESULTS.clear()
+    holder = leak_at(report, "task-result").holders[0]
+    # the Task's result is a field of its C structure, read by an accessor
+    assert holder.root == "leaky_causes.TASK_RESULTS", str(report)
+    assert holder.steps[-1] == "._result", str(report)
+    assert holder.nodes[-2] == "_asyncio.Task", str(report)
+    assert holder.nodes[-1].startswith("bytearray, 3,000 bytes"), str(report)
+
+
+@pytest.mark.skipif(
+    sys.version_info >= (3, 12), reason="3.12+ builds the text in one str its traverse visits"
+)
+def test_text_a_stringio_accumulates_is_held_by_it() -> None:
+    # Up to 3.11 a StringIO written from an empty start keeps the text in
+    # lists its traverse does not visit: the collector sees no referrer.
+    try:
+        report = leakguard.hunt(causes.write_audit_text)
+    finally:
+        causes.AUDIT_TEXT.seek(0)
+        causes.AUDIT_TEXT.truncate()
+    holder = leak_at(report, "stringio-text").holders[0]
+    assert holder.root == "leaky_causes.AUDIT_TEXT", str(report)
+    assert holder.nodes[0] == "_io.StringIO", str(report)
+    assert holder.steps[0] == "(its text)", str(report)
 
 
 def test_unbounded_cache_is_found() -> None:
@@ -626,6 +657,26 @@ def test_growth_seen_with_the_free_lists_on_is_judged_again_with_them_off() -> N
     # holder grows with the leak, so one run more tells it from a cache.
     assert causes.SCATTER_CALLS[0] == 13
     assert "after 2 warm-up runs and 5 first rounds" in report.summary()
+
+
+@pytest.mark.skipif(not EXACT, reason="CPython 3.9's free lists cannot be switched off")
+def test_under_the_drop_in_the_rounds_are_exact_from_the_start() -> None:
+    # leakguard.tracemalloc keeps the free lists off while it traces: one set
+    # of rounds is enough, and they stay off afterwards.
+    causes.KEPT_FLOATS.clear()
+    causes.SCATTER_CALLS[0] = 0
+    drop_in.start(4)
+    try:
+        report = leakguard.hunt(causes.keep_a_float_after_churn)
+        assert leakguard._leakguard._exact_objects_state() is True
+        assert drop_in.get_traceback_limit() == 4
+    finally:
+        drop_in.stop()
+        causes.KEPT_FLOATS.clear()
+    assert not report.rerun, str(report)
+    leak_at(report, "float-from-free-list")
+    assert causes.SCATTER_CALLS[0] == 8  # 2 warm-up, 5 rounds, 1 run that sees the list grow
+    assert leakguard._leakguard._exact_objects_state() is False
 
 
 def test_raise_if_leaking_carries_the_report() -> None:

@@ -11,6 +11,7 @@ that only the buffer belongs to the site.
 from __future__ import annotations
 
 import gc
+import io
 import sys
 from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
@@ -263,6 +264,55 @@ def test_bytearray_found_by_its_buffer() -> None:
     objs = only_buffers(locate(keyed(blocks_of("bytearray buffer"))), bytearray)
     assert len(objs) == 20
     assert all(is_member(obj, arrays) for obj in objs)
+
+
+def test_stringio_found_by_its_text_buffer() -> None:
+    streams = [io.StringIO() for _ in range(10)]
+    for sio in streams:
+        sio.write("x" * 300)  # site: stringio text
+        sio.seek(0)  # realized: the text is in its own buffer
+        sio.write("y" * 5000)  # site: stringio text grown
+    objs = only_buffers(locate(keyed(blocks_of("stringio text grown"))), io.StringIO)
+    assert len(objs) == 10
+    assert all(is_member(obj, streams) for obj in objs)
+    assert all(native._hidden_referents(sio) == [] for sio in streams)
+
+
+def test_text_a_stringio_accumulates_is_a_hidden_referent() -> None:
+    # Written from an empty start, without a read or a seek, the text is
+    # kept where the StringIO's traverse does not look (up to 3.11).
+    sio = io.StringIO()
+    for i in range(50):
+        sio.write(f"line {i}\n")
+    hidden = native._hidden_referents(sio)
+    if PY >= (3, 12):  # the traverse visits the str being built
+        assert hidden == []
+        assert any(isinstance(obj, str) for obj in gc.get_referents(sio))
+    else:  # the lists of str written, not yet joined
+        assert hidden and all(isinstance(part, list) for part in hidden)
+        assert "".join(s for part in hidden for s in part) == sio.getvalue()
+        assert not any(obj is part for obj in gc.get_referents(sio) for part in hidden)
+    sio.seek(0)
+    assert sio.read(4) == "line"  # a partial read "realizes" the text in its buffer
+    assert native._hidden_referents(sio) == []
+    assert native._hidden_referents(io.StringIO("given")) == []
+    sio.close()
+    assert native._hidden_referents(sio) == []
+
+
+def test_a_bytesio_buffer_is_a_hidden_referent() -> None:
+    bio = io.BytesIO()
+    bio.write(b"z" * 1000)
+    hidden = native._hidden_referents(bio)
+    if PY >= (3, 12):  # the traverse visits it
+        assert hidden == [] and any(isinstance(o, bytes) for o in gc.get_referents(bio))
+    else:
+        (buf,) = hidden
+        assert isinstance(buf, bytes) and buf.startswith(b"z" * 1000)
+        assert not any(obj is buf for obj in gc.get_referents(bio))
+    bio.close()
+    assert native._hidden_referents(bio) == []
+    assert native._hidden_referents([1, 2]) == [] and native._hidden_referents(5) == []
 
 
 def test_instance_values() -> None:

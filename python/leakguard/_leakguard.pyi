@@ -34,6 +34,7 @@ __all__ = [
     "_live_blocks",
     "_locate_objects",
     "_owned_blocks",
+    "_hidden_referents",
     "_wrap_numpy",
     "_numpy_wrapped",
     "_exact_objects",
@@ -200,6 +201,13 @@ def _numpy_wrapped() -> bool:
 def _owned_blocks(obj: object) -> list[int]:
     """Addresses of the blocks ``obj`` owns, as ``_locate_objects`` sees
     them: its own block first (``_object_block``), then its buffers."""
+
+def _hidden_referents(obj: object) -> list[object]:
+    """The objects ``obj`` holds through fields its type's traverse does not
+    visit (so ``gc.get_referents`` and ``gc.get_referrers`` miss them): on
+    CPython 3.9-3.11, a BytesIO's bytes and a StringIO's lists of the text it
+    accumulates. Empty for other types, and from 3.12 (whose traverse visits
+    both)."""
 
 def _exact_objects_state() -> Optional[bool]:
     """True when exact objects (see ``_exact_objects``) are on in the current

@@ -56,10 +56,22 @@ fn owned_blocks(obj: &Bound<'_, PyAny>) -> Vec<usize> {
     objects::owned_blocks(obj)
 }
 
+/// `_hidden_referents(obj) -> list`: the objects `obj` holds through fields
+/// its type's traverse does not visit, so that `gc.get_referents` and
+/// `gc.get_referrers` miss the reference: on 3.9-3.11 a BytesIO's bytes and
+/// a StringIO's lists of the text it accumulates. Empty for other types, and
+/// from 3.12.
+#[pyfunction]
+#[pyo3(name = "_hidden_referents")]
+fn hidden_referents<'py>(obj: &Bound<'py, PyAny>) -> Vec<Bound<'py, PyAny>> {
+    objects::hidden_referents(obj)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     objects::init(m.py())?;
     m.add_function(wrap_pyfunction!(live_blocks, m)?)?;
     m.add_function(wrap_pyfunction!(locate_objects, m)?)?;
     m.add_function(wrap_pyfunction!(owned_blocks, m)?)?;
+    m.add_function(wrap_pyfunction!(hidden_referents, m)?)?;
     Ok(())
 }

@@ -935,6 +935,7 @@ dict_values_block(const void *values)
  */
 static PyTypeObject *lg_array_type;
 static PyTypeObject *lg_bytesio_type;
+static PyTypeObject *lg_stringio_type;
 
 typedef struct {
     PyObject_VAR_HEAD
@@ -946,14 +947,46 @@ typedef struct {
     PyObject *buf;
 } lg_bytesio_head;
 
-/* Records `array_type` and `bytesio_type` (either may be NULL: not loaded).
- * GIL held. Only types are accepted; anything else is ignored. */
+/*
+ *   _io.StringIO (Modules/_io/stringio.c): PyObject_HEAD, Py_UCS4 *buf (the
+ *                text once "realized", PyMem_Malloc/Realloc), three sizes,
+ *                int state, then what holds the text written while it
+ *                "accumulates" (state 2, from an empty start until a read
+ *                or write elsewhere than at the end): on 3.9-3.11 a _PyAccu
+ *                (two lists of str, `large` and `small`, created on demand),
+ *                which its traverse does not visit; on 3.12-3.13 an embedded
+ *                _PyUnicodeWriter whose first field is the str being built
+ *                (visited). Outside that state those are NULL.
+ */
+#define LG_STRINGIO_ACCUMULATING 2
+
+typedef struct {
+    PyObject_HEAD
+    Py_UCS4 *buf;
+    Py_ssize_t pos;
+    Py_ssize_t string_size;
+    size_t buf_size;
+    int state;
+#if PY_VERSION_HEX >= 0x030C0000
+    _PyUnicodeWriter writer;
+#else
+    struct {
+        PyObject *large;
+        PyObject *small;
+    } accu;
+#endif
+} lg_stringio_head;
+
+/* Records `array_type`, `bytesio_type` and `stringio_type` (each may be
+ * NULL: not loaded). GIL held. Only types are accepted; anything else is
+ * ignored. */
 void
-lg_objects_know_buffer_types(PyObject *array_type, PyObject *bytesio_type)
+lg_objects_know_buffer_types(PyObject *array_type, PyObject *bytesio_type,
+                             PyObject *stringio_type)
 {
-    PyObject *known[2] = {array_type, bytesio_type};
-    PyTypeObject **slots[2] = {&lg_array_type, &lg_bytesio_type};
-    for (int i = 0; i < 2; i++) {
+    PyObject *known[3] = {array_type, bytesio_type, stringio_type};
+    PyTypeObject **slots[3] = {&lg_array_type, &lg_bytesio_type, &lg_stringio_type};
+    for (int i = 0; i < 3; i++) {
         if (known[i] != NULL && PyType_Check(known[i]) && *slots[i] == NULL) {
             Py_INCREF(known[i]); /* kept for the life of the process */
             *slots[i] = (PyTypeObject *)known[i];
@@ -984,6 +1017,8 @@ lg_objects_know_buffer_types(PyObject *array_type, PyObject *bytesio_type)
  *                           (ob_start may point further in);
  *   array.array (exact):    ob_item, its item buffer;
  *   _io.BytesIO (exact):    its bytes buffer's block (see above);
+ *   _io.StringIO (exact):   its text buffer (`buf`), and on 3.12-3.13, while
+ *                           accumulating, the block of the str being built;
  *   3.11/3.12, types with Py_TPFLAGS_MANAGED_DICT: the instance's values
  *                           array while it has one (no dict materialized).
  *                           3.13 keeps them inline, inside the object.
@@ -1049,6 +1084,15 @@ lg_owned_blocks(PyObject *op, void **out, int cap)
             LG_OWNED_ADD(lg_object_block(buf));
         }
     }
+    else if (type == lg_stringio_type) {
+        lg_stringio_head *sio = (lg_stringio_head *)op;
+        LG_OWNED_ADD(sio->buf); /* NULL once closed */
+#if PY_VERSION_HEX >= 0x030C0000
+        if (sio->state == LG_STRINGIO_ACCUMULATING && sio->writer.buffer != NULL) {
+            LG_OWNED_ADD(lg_object_block(sio->writer.buffer));
+        }
+#endif
+    }
 
 #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
     /* 3.11: the values pointer sits 4 words before the object (pre-header),
@@ -1070,6 +1114,46 @@ lg_owned_blocks(PyObject *op, void **out, int cap)
 }
 
 #undef LG_OWNED_ADD
+
+/*
+ * The objects `op` holds through fields its type's traverse does not visit
+ * (so gc.get_referents() and gc.get_referrers() do not see the reference),
+ * on 3.9-3.11:
+ *   _io.BytesIO (exact): its bytes buffer;
+ *   _io.StringIO (exact), while accumulating: its two lists of the str
+ *                written so far.
+ * From 3.12 their traverse visits both (the StringIO's str being built).
+ * Writes at most `cap` borrowed references; returns how many. Same rules as
+ * lg_owned_blocks: field reads only.
+ */
+int
+lg_hidden_referents(PyObject *op, PyObject **out, int cap)
+{
+    int n = 0;
+    if (op == NULL || out == NULL || cap <= 0) {
+        return 0;
+    }
+    PyObject *found[2] = {NULL, NULL};
+#if PY_VERSION_HEX < 0x030C0000
+    PyTypeObject *type = Py_TYPE(op);
+    if (type == lg_bytesio_type) {
+        found[0] = ((lg_bytesio_head *)op)->buf;
+    }
+    else if (type == lg_stringio_type) {
+        lg_stringio_head *sio = (lg_stringio_head *)op;
+        if (sio->state == LG_STRINGIO_ACCUMULATING) {
+            found[0] = sio->accu.large;
+            found[1] = sio->accu.small;
+        }
+    }
+#endif
+    for (int i = 0; i < 2; i++) {
+        if (found[i] != NULL && n < cap) {
+            out[n++] = found[i];
+        }
+    }
+    return n;
+}
 
 /*
  * Calls `visit` on each object `op` references, as gc.get_referents() does:

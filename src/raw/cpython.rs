@@ -127,9 +127,10 @@ extern "C" {
     /// The GIL must be held.
     pub fn lg_objects_init() -> c_int;
 
-    /// Records the types `array.array` and `_io.BytesIO` (either may be
-    /// null: module not loaded), whose buffers [`lg_owned_blocks`] then
-    /// reports. Keeps a reference to each type recorded.
+    /// Records the types `array.array`, `_io.BytesIO` and `_io.StringIO`
+    /// (each may be null: module not loaded), whose buffers
+    /// [`lg_owned_blocks`] and hidden references [`lg_hidden_referents`]
+    /// then report. Keeps a reference to each type recorded.
     ///
     /// # Safety
     ///
@@ -137,7 +138,23 @@ extern "C" {
     pub fn lg_objects_know_buffer_types(
         array_type: *mut pyo3::ffi::PyObject,
         bytesio_type: *mut pyo3::ffi::PyObject,
+        stringio_type: *mut pyo3::ffi::PyObject,
     );
+
+    /// Writes into `out` (at most `cap` borrowed references) the objects
+    /// `op` holds through fields its type's traverse does not visit (a
+    /// BytesIO's bytes, a StringIO's text while it accumulates) and returns
+    /// how many.
+    ///
+    /// # Safety
+    ///
+    /// The GIL must be held, `op` must be a live object and `out` must have
+    /// room for `cap` pointers.
+    pub fn lg_hidden_referents(
+        op: *mut pyo3::ffi::PyObject,
+        out: *mut *mut pyo3::ffi::PyObject,
+        cap: c_int,
+    ) -> c_int;
 
     /// Writes into `out` (at most `cap` pointers) the memory blocks `op`
     /// owns and returns how many: `out[0]` is its own block (as

@@ -69,12 +69,40 @@ fn learn_buffer_types(py: Python<'_>) {
         Ok(Some(m)) => m.getattr(name).ok(),
         _ => None,
     };
-    let (array, bytesio) = (type_of("array", "array"), type_of("_io", "BytesIO"));
+    let (array, bytesio, stringio) = (
+        type_of("array", "array"),
+        type_of("_io", "BytesIO"),
+        type_of("_io", "StringIO"),
+    );
     let ptr =
         |t: &Option<Bound<'_, PyAny>>| t.as_ref().map_or(std::ptr::null_mut(), |t| t.as_ptr());
     // SAFETY: the GIL is held (`py`); each pointer is null or a live object
     // (the Bounds keep them alive during the call).
-    unsafe { cpython::lg_objects_know_buffer_types(ptr(&array), ptr(&bytesio)) };
+    unsafe { cpython::lg_objects_know_buffer_types(ptr(&array), ptr(&bytesio), ptr(&stringio)) };
+}
+
+/// Room for what `lg_hidden_referents` reports for one object (2 at most).
+const MAX_HIDDEN: usize = 2;
+
+/// The objects `obj` holds through fields its type's traverse does not
+/// visit (see `lg_hidden_referents`), as new references.
+pub fn hidden_referents<'py>(obj: &Bound<'py, PyAny>) -> Vec<Bound<'py, PyAny>> {
+    let py = obj.py();
+    learn_buffer_types(py);
+    let mut found = [std::ptr::null_mut::<pyo3::ffi::PyObject>(); MAX_HIDDEN];
+    // SAFETY: the GIL is held (`py`), `obj` is live while the Bound exists
+    // and `found` has room for MAX_HIDDEN pointers.
+    let n = unsafe {
+        cpython::lg_hidden_referents(obj.as_ptr(), found.as_mut_ptr(), MAX_HIDDEN as c_int)
+    };
+    let n = usize::try_from(n).unwrap_or(0).min(MAX_HIDDEN);
+    found[..n]
+        .iter()
+        // SAFETY: each is a non-null borrowed reference `obj` holds, alive
+        // while `obj` is and the GIL is held; from_borrowed_ptr takes a new
+        // reference of its own.
+        .map(|&p| unsafe { Bound::from_borrowed_ptr(py, p) })
+        .collect()
 }
 
 /// The blocks `obj` owns: its own first, then the buffers only it points to.

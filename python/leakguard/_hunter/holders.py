@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import functools
 import gc
+import io
 import os
 import sys
 import threading
@@ -198,6 +199,9 @@ def step(parent: object, child: object) -> str:
         return ".__self__" if parent.__self__ is child else ".__func__"
     if isinstance(parent, _LRU_TYPE):
         return "[cached]"
+    hidden_step = _HIDDEN_STEPS.get(type(parent))
+    if hidden_step is not None and any(c is child for c in native._hidden_referents(parent)):
+        return hidden_step
     if isinstance(parent, type):
         if child is parent.__dict__ or isinstance(child, dict):
             return ".__dict__"
@@ -212,16 +216,20 @@ def step(parent: object, child: object) -> str:
             if v is child:
                 return f".{k}"
     # Fields read straight from the object's memory: a class's __slots__,
-    # a native type's members (functools.partial's .keywords). Reading them
-    # runs no code of the program's.
-    for cls in type(parent).__mro__:
-        for name, member in list(vars(cls).items()):
-            if isinstance(member, types.MemberDescriptorType):
-                try:
-                    if member.__get__(parent, cls) is child:
-                        return f".{name}"
-                except (AttributeError, TypeError):
-                    continue
+    # a native type's members (functools.partial's .keywords); then a native
+    # type's accessors (an asyncio Task's ._result), which read a field of
+    # its C structure. Neither runs code of the program's (a Python property
+    # is neither); dunder accessors (__dict__) are left alone, as some build
+    # what they return.
+    for kind in (types.MemberDescriptorType, types.GetSetDescriptorType):
+        for cls in type(parent).__mro__:
+            for name, member in list(vars(cls).items()):
+                if isinstance(member, kind) and not name.startswith("__"):
+                    try:
+                        if member.__get__(parent, cls) is child:
+                            return f".{name}"
+                    except Exception:  # noqa: BLE001 - an accessor that refuses: no name
+                        continue
     return ""  # a reference native code holds, with no name to show
 
 
@@ -606,41 +614,33 @@ def find_holders(
             frontier.append(index)
     del located
     frontier = [i for i in frontier if found.climbing(i, 0)]
+    hidden: Optional[Dict[int, object]] = None
 
     for depth in range(1, MAX_DEPTH + 1):
         if not frontier or time.perf_counter() > deadline:
             break
-        targets = [search.nodes[i] for i in frontier]
-        # One object may be on the frontier of several sites (their chains
-        # meet, say in the dict that holds the objects of both), or of
-        # several samples of one site.
-        by_id: Dict[int, List[int]] = {}
-        for i in frontier:
-            by_id.setdefault(id(search.nodes[i]), []).append(i)
+        level = _Level(search, found, samples, frontier)
+        targets = level.targets
         referrers = gc.get_referrers(*targets)
         ignored = search.ignored | {id(targets), id(referrers), id(frontier)}
-        per_site: Dict[int, int] = {}
-        next_frontier: List[int] = []
         for ref in referrers:
             if id(ref) in ignored or _is_call_tuple(ref, targets):
                 continue
             if isinstance(ref, types.FrameType) and _is_own_file(ref.f_code.co_filename):
                 continue
-            for child in gc.get_referents(ref):
-                for child_index in by_id.get(id(child), ()):
-                    site, sample = search.site[child_index], search.sample[child_index]
-                    if per_site.get(site, 0) >= MAX_FRONTIER:
-                        continue
-                    other = samples.get((site, id(ref)), sample)
-                    if other != sample:
-                        found.absorb(site, sample, other)
-                        continue  # another sample of the site: that one climbs
-                    index = search.add(ref, child_index, site, sample)
-                    if index < 0:
-                        continue
-                    per_site[site] = per_site.get(site, 0) + 1
-                    next_frontier.append(index)
-        del referrers, targets, by_id
+            level.climb(ref, gc.get_referents(ref))
+        # Objects held only through fields the collector does not visit (a
+        # StringIO's text): their holders, found once, when first needed.
+        orphans = [obj for obj in targets if id(obj) not in level.held]
+        if orphans:
+            if hidden is None:
+                hidden = _hidden_holders()
+            for obj in orphans:
+                holder = hidden.get(id(obj))
+                if holder is not None and id(holder) not in ignored:
+                    level.climb(holder, [obj])
+        next_frontier = level.next_frontier
+        del referrers, targets, level, orphans
         for index in next_frontier:
             found.check(index, depth)
         frontier = [i for i in next_frontier if found.climbing(i, depth)]
@@ -653,6 +653,66 @@ def find_holders(
     if chain_containers is not None:
         chain_containers[:] = [[c for _, c in site] for site in chosen]
     return [[h for h, _ in site] for site in chosen]
+
+
+class _Level:
+    """One level of the climb: the frontier's objects (``targets``) and what
+    holds them, added to the search as the next frontier."""
+
+    def __init__(
+        self,
+        search: _Search,
+        found: _Found,
+        samples: Dict[Tuple[int, int], int],
+        frontier: List[int],
+    ) -> None:
+        self.search, self.found, self.samples = search, found, samples
+        self.targets = [search.nodes[i] for i in frontier]
+        # One object may be on the frontier of several sites (their chains
+        # meet, say in the dict that holds the objects of both), or of
+        # several samples of one site.
+        self.by_id: Dict[int, List[int]] = {}
+        for i in frontier:
+            self.by_id.setdefault(id(search.nodes[i]), []).append(i)
+        self.per_site: Dict[int, int] = {}
+        self.next_frontier: List[int] = []
+        self.held: Set[int] = set()  # ids of the targets a holder was found for
+
+    def climb(self, ref: object, children: Sequence[object]) -> None:
+        """``ref`` refers to ``children``: it holds those on the frontier."""
+        search, per_site = self.search, self.per_site
+        for child in children:
+            for child_index in self.by_id.get(id(child), ()):
+                self.held.add(id(child))
+                site, sample = search.site[child_index], search.sample[child_index]
+                if per_site.get(site, 0) >= MAX_FRONTIER:
+                    continue
+                other = self.samples.get((site, id(ref)), sample)
+                if other != sample:
+                    self.found.absorb(site, sample, other)
+                    continue  # another sample of the site: that one climbs
+                index = search.add(ref, child_index, site, sample)
+                if index < 0:
+                    continue
+                per_site[site] = per_site.get(site, 0) + 1
+                self.next_frontier.append(index)
+
+
+#: Types whose instances hold objects through fields their traverse does
+#: not visit (see ``_hidden_referents``), with the name of that step.
+_HIDDEN_STEPS: Dict[type, str] = {io.StringIO: "(its text)", io.BytesIO: "(its buffer)"}
+
+
+def _hidden_holders() -> Dict[int, object]:
+    """The holder of each object held only through a field the collector
+    does not visit, by the object's id."""
+    holders: Dict[int, object] = {}
+    kinds = tuple(_HIDDEN_STEPS)
+    for obj in gc.get_objects():
+        if type(obj) in kinds:
+            for child in native._hidden_referents(obj):
+                holders.setdefault(id(child), obj)
+    return holders
 
 
 def _samples(
