@@ -77,10 +77,12 @@ class CycleWatch:
                     del gc.garbage[start:]
                     types = count_types(found)
                 freed = len(found)
-                found.clear()
-                # Released: this collection frees them (and parks the
-                # uncollectable ones in gc.garbage, as a normal one would).
-                gc.collect()
+                if found:
+                    found.clear()
+                    # Released: this collection frees them (and parks the
+                    # uncollectable ones in gc.garbage, as a normal one
+                    # would). With nothing found there is nothing to free.
+                    gc.collect()
             else:
                 freed = gc.collect()
         finally:
