@@ -103,6 +103,9 @@ SUITES: Dict[str, Suite] = {
         Suite("toolz", "1.2.0", targets=("--pyargs", "toolz"), rootdir="site"),
         # Iterator recipes; unittest-style tests in the sdist. 10.8.0 still supports Python 3.9,
         # as leakguard does (11.2.1 needs 3.11).
+        # Caches of every kind (LRU, LFU, TTL, FIFO, decorators): what a leak hunt must not
+        # flag. unittest-style tests in the sdist; some keep state on their TestCase instance.
+        Suite("cachetools", "5.5.0", targets=("tests",), tests_in_sdist=True),
         Suite(
             "more-itertools",
             "10.8.0",

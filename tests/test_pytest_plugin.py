@@ -575,6 +575,48 @@ class TestCaseStyle(unittest.TestCase):
 """
 
 
+INSTANCE_STATE = """
+import unittest
+
+
+class CountsCalls(unittest.TestCase):
+    def setUp(self):
+        self.fresh = True
+
+    def func(self):
+        # state the test leaves on its instance, as cachetools' tests do
+        if hasattr(self, "count"):
+            self.count += 1
+        else:
+            self.count = 0
+        return self.count
+
+    def test_first_call_returns_zero(self):
+        self.assertTrue(self.fresh)
+        self.assertEqual(self.func(), 0)
+        self.fresh = False
+
+
+class TestPytestStyle:
+    def setup_method(self):
+        self.base = [1, 2]
+
+    def test_setup_state_kept_own_state_reset(self):
+        assert self.base == [1, 2]
+        assert not hasattr(self, "seen")
+        self.seen = True
+"""
+
+
+def test_each_run_finds_the_instance_as_its_fixtures_left_it(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_instance=INSTANCE_STATE)
+    result = run(pytester, "--leakguard-hunt=3")
+    result.assert_outcomes(passed=2)
+    assert "Hunted 2 tests for leaks: none leaking" in result.stdout.str()
+
+
 def test_own_failures_skips_xfail_and_unittest(pytester: pytest.Pytester) -> None:
     path = pytester.makepyfile(test_own=OWN)
     result = run(pytester, "--leakguard-hunt=3")

@@ -197,8 +197,10 @@ class _BetweenRuns:
     """Puts back, between runs of one test, the per-test state a fresh run
     would find: what pytest captured (output, log records, ``capsys``) is set
     aside, ``monkeypatch``'s changes are undone, a doctest's globals (which
-    the doctest runner clears after each run) are restored. The first run's
-    output is kept and shown at the end."""
+    the doctest runner clears after each run) are restored, and so are the
+    attributes of a test method's instance (a unittest ``TestCase``, a test
+    class's instance) as its fixtures left them. The first run's output is
+    kept and shown at the end."""
 
     def __init__(self, item: pytest.Item) -> None:
         pm = item.config.pluginmanager
@@ -209,6 +211,11 @@ class _BetweenRuns:
         dtest = getattr(item, "dtest", None)
         globs = getattr(dtest, "globs", None)
         self.doctest_globs = dict(globs) if isinstance(globs, dict) else None
+        # A test method's instance, as its fixtures left it: what the test
+        # sets on it (a unittest test counting calls in self.count) must not
+        # carry over into the next run.
+        state = getattr(getattr(item, "instance", None), "__dict__", None)
+        self.instance_state = dict(state) if isinstance(state, dict) else None
 
     def _read_capture(self) -> Tuple[str, str]:
         if self.capman is None:
@@ -251,6 +258,10 @@ class _BetweenRuns:
                 globs = self.item.dtest.globs  # type: ignore[attr-defined]
                 globs.clear()
                 globs.update(self.doctest_globs)
+            if self.instance_state is not None:
+                state = self.item.instance.__dict__  # type: ignore[attr-defined]
+                state.clear()
+                state.update(self.instance_state)
 
     def _point_caplog_at(self, handler: Any) -> None:
         # caplog.get_records("call") reads a list saved when the phase began.
