@@ -290,17 +290,49 @@ def test_run_hunt_program_failure(tmp_path: Path) -> None:
 
 def _start_server(tmp_path: Path) -> subprocess.Popen[str]:
     write(tmp_path / "server.py", SERVER)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "leakguard", "run", "-o", "srv.lgsnap", "server.py"],
+    # A process started in the background by a shell without job control
+    # ignores SIGINT, and so would its children (an ignored signal stays
+    # ignored across exec): the program gets the default disposition, as
+    # from a terminal.
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = _spawn_server(tmp_path)
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    return proc
+
+
+def _spawn_server(tmp_path: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-X", "faulthandler", "-m", "leakguard", "run", "-o", "srv.lgsnap"]
+        + ["server.py"],
         cwd=tmp_path,
         env=environment(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert proc.stdout is not None
-    assert proc.stdout.readline() == "ready\n"
-    return proc
+
+
+def _communicate(proc: subprocess.Popen[str], timeout: float = 60) -> str:
+    """The program's stderr once it ends. Should it hang, it is made to
+    dump every thread's Python stack (faulthandler, on SIGABRT) and the test
+    fails with that dump."""
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        try:
+            err = proc.communicate(timeout=30)[1]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            err = proc.communicate()[1]
+        pytest.fail(f"the program did not end within {timeout} s; its stderr:\n{err}")
 
 
 def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 30) -> None:
@@ -323,7 +355,7 @@ def test_sigusr1_then_sigterm(tmp_path: Path) -> None:
         time.sleep(0.2)
         assert proc.poll() is None, "SIGUSR1 must leave the program running"
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
+        err = _communicate(proc)
     finally:
         if proc.poll() is None:  # pragma: no cover - only when the test failed
             proc.kill()
@@ -348,7 +380,7 @@ def test_sigint_saves_then_ends_as_python_does(tmp_path: Path) -> None:
     proc = _start_server(tmp_path)
     try:
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        err = _communicate(proc)
     finally:
         if proc.poll() is None:  # pragma: no cover - only when the test failed
             proc.kill()
