@@ -20,8 +20,9 @@ object comes from the allocator: :func:`get_object_traceback` names the line
 that created it, as the stdlib's does, not the line that first allocated its
 memory. That costs time on code that churns small objects (up to 1.8x that
 of tracing with the free lists on). ``leakguard.start()``, the engine at full
-speed, leaves them on; ``leakguard.hunt`` and ``leakguard.track`` switch them
-off while they run.
+speed, leaves them on; ``leakguard.track`` switches them off while it runs,
+and ``leakguard.hunt`` for the rounds it runs again when its first ones saw
+growth.
 """
 
 from __future__ import annotations

@@ -96,13 +96,15 @@ pub fn hidden_referents<'py>(obj: &Bound<'py, PyAny>) -> Vec<Bound<'py, PyAny>> 
         cpython::lg_hidden_referents(obj.as_ptr(), found.as_mut_ptr(), MAX_HIDDEN as c_int)
     };
     let n = usize::try_from(n).unwrap_or(0).min(MAX_HIDDEN);
-    found[..n]
-        .iter()
-        // SAFETY: each is a non-null borrowed reference `obj` holds, alive
+    let mut out = Vec::with_capacity(n);
+    for &p in &found[..n] {
+        // SAFETY: `p` is a non-null borrowed reference `obj` holds, alive
         // while `obj` is and the GIL is held; from_borrowed_ptr takes a new
         // reference of its own.
-        .map(|&p| unsafe { Bound::from_borrowed_ptr(py, p) })
-        .collect()
+        let held = unsafe { Bound::from_borrowed_ptr(py, p) };
+        out.push(held);
+    }
+    out
 }
 
 /// The blocks `obj` owns: its own first, then the buffers only it points to.

@@ -28,7 +28,7 @@ import threading
 import time
 import types
 import weakref
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, cast
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple, cast
 
 from .. import _leakguard as native
 from .report import Holder
@@ -221,15 +221,15 @@ def step(parent: object, child: object) -> str:
     # its C structure. Neither runs code of the program's (a Python property
     # is neither); dunder accessors (__dict__) are left alone, as some build
     # what they return.
-    for kind in (types.MemberDescriptorType, types.GetSetDescriptorType):
-        for cls in type(parent).__mro__:
-            for name, member in list(vars(cls).items()):
-                if isinstance(member, kind) and not name.startswith("__"):
-                    try:
-                        if member.__get__(parent, cls) is child:
-                            return f".{name}"
-                    except Exception:  # noqa: BLE001 - an accessor that refuses: no name
-                        continue
+    fields = (types.MemberDescriptorType, types.GetSetDescriptorType)
+    for cls in type(parent).__mro__:
+        for name, member in list(vars(cls).items()):
+            if isinstance(member, fields) and not name.startswith("__"):
+                try:
+                    if member.__get__(parent, cls) is child:
+                        return f".{name}"
+                except Exception:  # noqa: BLE001 - an accessor that refuses: no name
+                    continue
     return ""  # a reference native code holds, with no name to show
 
 
@@ -785,6 +785,16 @@ def growable(obj: object) -> bool:
     return isinstance(obj, (list, dict, set, collections.deque, bytearray))
 
 
+class _Kept(NamedTuple):
+    """The chain kept for one path to a site's objects (see :class:`_Found`)."""
+
+    samples: Set[int]
+    holder: Holder
+    containers: List[object]
+    #: (reaches the site only through a container's buffer, steps): lower is better
+    rank: Tuple[bool, int]
+
+
 class _Found:
     """The chains found so far, per site and sample.
 
@@ -804,17 +814,16 @@ class _Found:
 
     def __init__(self, search: _Search, sites: int) -> None:
         self.search = search
-        self.chains: List[Dict[Tuple[str, str], Tuple[Set[int], Holder, List[object]]]] = [
-            {} for _ in range(sites)
-        ]
+        #: per site and path (root, first step): the samples the chain kept
+        #: for that path holds, the chain, its containers and its rank (see
+        #: :meth:`note`)
+        self.chains: List[Dict[Tuple[str, str], _Kept]] = [{} for _ in range(sites)]
         self.done: Set[Tuple[int, int]] = set()
         self.first_level: Dict[int, int] = {}
         #: per (site, sample): the sample of the site met climbing from it
         self.inside: Dict[Tuple[int, int], int] = {}
         #: samples that are weak references
         self.weak: Set[Tuple[int, int]] = set()
-        #: per (site, path): the rank of the chain kept for it (see note)
-        self.rank: Dict[Tuple[int, Tuple[str, str]], Tuple[bool, int]] = {}
 
     def absorb(self, site: int, sample: int, other: int) -> None:
         """Notes that ``sample``'s climb met ``other``, another sample of its
@@ -847,11 +856,10 @@ class _Found:
         # whose buffer grew there; of those, the shortest (the outermost of
         # the site's objects: a handler rather than the list inside it).
         rank = ((site, sample) in self.search.buffers, len(holder.steps))
-        if held is None or rank < self.rank[(site, path)]:
-            self.rank[(site, path)] = rank
-            samples = held[0] if held is not None else set()
-            held = self.chains[site][path] = (samples, holder, containers)
-        held[0].add(sample)
+        if held is None or rank < held.rank:
+            samples = held.samples if held is not None else set()
+            held = self.chains[site][path] = _Kept(samples, holder, containers, rank)
+        held.samples.add(sample)
 
     def climbing(self, index: int, depth: int) -> bool:
         """Whether node ``index`` (reached at ``depth``) climbs on."""
@@ -882,11 +890,11 @@ class _Found:
             ranked = sorted(
                 chains.values(),
                 key=lambda c: (
-                    all((site, s) in self.weak for s in c[0]),
-                    -self._held(site, c[0]),
-                    not c[1].steps,
-                    len(c[1].steps),
+                    all((site, s) in self.weak for s in c.samples),
+                    -self._held(site, c.samples),
+                    not c.holder.steps,
+                    len(c.holder.steps),
                 ),
             )
-            out.append([(holder, objs) for _, holder, objs in ranked[:per_site]])
+            out.append([(c.holder, c.containers) for c in ranked[:per_site]])
         return out

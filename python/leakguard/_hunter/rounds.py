@@ -24,7 +24,18 @@ from __future__ import annotations
 import gc
 import sys
 import time
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Set, Tuple
+from typing import (
+    AbstractSet,
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    NamedTuple,
+    Optional,
+    Set,
+    Tuple,
+)
 
 from .. import _leakguard as native
 from .._errors import UsageTypeError, check_count
@@ -35,7 +46,7 @@ from .growth import growth_rule
 from .holders import find_holders
 from .report import CycleReport, Holder, LeakReport, LeakSite, ResourceReport
 from .resources import DescriptorCounter, WarningCapture, leaked_descriptors
-from .session import ExactObjects, TracingSession, flush_free_lists, unrecorded
+from .session import TracingSession, flush_free_lists, unrecorded
 from .sites import RawTraceback, Site, SiteResolver
 
 #: Frames kept per traceback during a hunt: enough to get from library code
@@ -115,12 +126,19 @@ class _Rounds:
             if site is not None:
                 yield site, size, count, tb
 
+    def together(self, leaving_out: AbstractSet[Site] = frozenset()) -> List[int]:
+        """The live bytes of all sites together after each round, but for
+        those of ``leaving_out``."""
+        return [
+            sum(sizes[i] for site, sizes in self.sizes.items() if site not in leaving_out)
+            for i in range(self.n)
+        ]
+
     def suspect(self) -> bool:
         """Whether anything grew by the growth rule: a site, all sites
         together, the open descriptors or the uncollectable garbage."""
-        judged = [sum(sizes[i] for sizes in self.sizes.values()) for i in range(self.n)]
         return bool(
-            growth_rule(judged)
+            growth_rule(self.together())
             or growth_rule(self.fds)
             or growth_rule(self.garbage)
             or any(growth_rule(sizes) for sizes in self.sizes.values())
@@ -213,7 +231,9 @@ def run_hunt(
             func(*args, **kwargs)
         if warmup:
             _tell(progress, "warmup", warmup, warmup)
-        with TracingSession(nframe, exact=False) as session, ExactObjects() as exact:
+        with TracingSession(nframe, exact=False) as session:
+            exact = session.objects
+            assert exact is not None
             measured = _measure(func, args, kwargs, rounds, resolver, cycles, warned, progress)
             with unrecorded():
                 arguments: List[Tuple[str, object]] = [("func", func)]
@@ -277,16 +297,12 @@ class _Analysis(NamedTuple):
         by the runner alone, and the other sites together did not grow."""
         if growth_rule(measured.fds) or growth_rule(measured.garbage):
             return False
-        theirs = set()
+        theirs: Set[Site] = set()
         for (site, _, _), chains in zip(self.growing, self.holders):
             if not chains or not all(h.runner for h in chains):
                 return False
             theirs.add(site)
-        rest = [
-            sum(sizes[i] for site, sizes in measured.sizes.items() if site not in theirs)
-            for i in range(measured.n)
-        ]
-        return growth_rule(rest) is None
+        return growth_rule(measured.together(theirs)) is None
 
 
 def _analyse(

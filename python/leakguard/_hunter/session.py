@@ -39,18 +39,17 @@ def flush_free_lists() -> None:
 
 
 class ExactObjects:
-    """Exact objects (the free lists off, see ``_exact_objects``) on demand:
-    ``possible`` says whether :meth:`switch` would switch them on (they are
-    off, and can be switched here: not on CPython 3.9, nor while another
-    interpreter holds the switch); after :meth:`switch`, they stay on until
-    the block ends."""
+    """Exact objects (the free lists off, see ``_exact_objects``) on demand,
+    for the length of a :class:`TracingSession`: ``possible`` says whether
+    :meth:`switch` would switch them on (they are off, and can be switched
+    here: not on CPython 3.9, nor while another interpreter holds the
+    switch); once switched, they stay on until :meth:`release`."""
 
     __slots__ = ("possible", "_switched")
 
-    def __enter__(self) -> ExactObjects:
+    def __init__(self) -> None:
         self.possible = native._exact_objects_state() is False
         self._switched = False
-        return self
 
     def switch(self) -> None:
         if self.possible and not self._switched:
@@ -59,7 +58,7 @@ class ExactObjects:
             except TracingError:
                 self.possible = False  # taken since: the objects stay as they are
 
-    def __exit__(self, *exc: object) -> None:
+    def release(self) -> None:
         if self._switched:
             self._switched = False
             _free_lists_on()
@@ -68,8 +67,11 @@ class ExactObjects:
 class TracingSession:
     """Traces with at least ``nframe`` frames while open, with exact objects
     (free lists off: every object comes from the allocator and is charged to
-    the line that created it; see ``_exact_objects``) unless ``exact`` is
-    false.
+    the line that created it; see ``_exact_objects``) from the start unless
+    ``exact`` is false; ``objects.switch()`` switches them on later (a
+    hunt's confirming rounds), until the session closes. Where they cannot
+    be switched (3.9, another interpreter holding the switch), tracing goes
+    on without.
 
     If the program was tracing already, its traces are kept and only the
     frame limit is raised; on close the limit goes back. If it was not, tracing
@@ -83,10 +85,12 @@ class TracingSession:
         self.nframe = self.requested
         self._was_tracing = False
         self._old_nframe = 0
-        self._switched = False
+        self.objects: Optional[ExactObjects] = None
 
     def __enter__(self) -> TracingSession:
-        self._switched = _free_lists_off() if self.exact else False
+        self.objects = ExactObjects()
+        if self.exact:
+            self.objects.switch()
         self._was_tracing = native.is_tracing()
         if self._was_tracing:
             self._old_nframe = native.get_traceback_limit()
@@ -110,5 +114,5 @@ class TracingSession:
             elif native.is_tracing():
                 native.stop()
         finally:
-            if self._switched:
-                _free_lists_on()
+            if self.objects is not None:
+                self.objects.release()
