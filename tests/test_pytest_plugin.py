@@ -762,6 +762,29 @@ def test_option_leakguard_summary(pytester: pytest.Pytester) -> None:
     assert "Hunted" not in summary
 
 
+def test_option_leakguard_traces_the_tests_not_collection(pytester: pytest.Pytester) -> None:
+    # Tracing begins once collection is over: what the test modules built at
+    # import has no traceback, what a test builds has one.
+    pytester.makepyfile(
+        test_t="""
+        import leakguard
+
+        AT_IMPORT = bytearray(100_000)
+
+        def test_traced_from_the_first_test():
+            assert leakguard.is_tracing()
+            assert leakguard.get_object_traceback(AT_IMPORT) is None
+            made = bytearray(100_000)
+            assert leakguard.get_object_traceback(made) is not None
+        """
+    )
+    run(pytester, "--leakguard").assert_outcomes(passed=1)
+    # --collect-only runs no test: nothing is traced, no summary
+    result = run(pytester, "--leakguard", "--collect-only")
+    assert result.ret == 0
+    assert leakguard_section(result) is None
+
+
 def test_option_leakguard_top_zero_hides_the_tests(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_o=OPTIONS)
     result = run(pytester, "--leakguard", "--leakguard-top=0")

@@ -95,16 +95,27 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(state, "leakguard-run-state")
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, Any, None]:
+    """One tracing session for the tests of the run, each probed inside it.
+    It begins after collection: importing and collecting the test modules is
+    no test's work, and tracing it would only slow the run down."""
     config = session.config
     state = config.stash.get(_STATE, None)
-    if state is None or not state.settings.trace_all or _is_xdist_controller(config):
-        return
-    from .._hunter.session import TracingSession
+    if (
+        state is not None
+        and state.settings.trace_all
+        and not _is_xdist_controller(config)
+        and not config.option.collectonly
+    ):
+        from .._hunter.session import TracingSession
 
-    # One tracing session for the whole run: tests are probed inside it.
-    state.session = TracingSession(state.settings.nframe, exact=False)
-    state.session.__enter__()
+        state.session = TracingSession(state.settings.nframe, exact=False)
+        state.session.__enter__()
+    try:
+        yield
+    finally:
+        _end_tracing(config)
 
 
 def _end_tracing(config: pytest.Config) -> None:
