@@ -1242,6 +1242,43 @@ def test_capsys_output_is_not_a_leak(pytester: pytest.Pytester) -> None:
     run(pytester).assert_outcomes(passed=1)
 
 
+def test_warnings_reach_the_test_in_every_run(pytester: pytest.Pytester) -> None:
+    # Each run sees its own warnings in recwarn, as a fresh run would: they
+    # are not held back by the hunt, nor kept from a repeat by the
+    # once-per-place registry; a new message per run is not a leak either.
+    pytester.makepyfile(
+        test_warns="""
+        import itertools
+        import warnings
+
+        import pytest
+
+        RUNS = itertools.count()
+        SEEN = []
+
+        @pytest.mark.no_leaks
+        def test_same_warning(recwarn):
+            warnings.warn("careful", UserWarning)
+            SEEN.append(len(recwarn))
+            assert len(recwarn) == 1
+
+        @pytest.mark.no_leaks
+        def test_new_message_each_run(recwarn):
+            warnings.warn(f"careful {next(RUNS)}", UserWarning)
+            assert len(recwarn) == 1
+
+        @pytest.mark.no_leaks
+        def test_pytest_warns():
+            with pytest.warns(UserWarning):
+                warnings.warn("careful", UserWarning)
+
+        def test_z_every_run_was_seen():
+            assert SEEN == [1] * 7
+        """
+    )
+    run(pytester).assert_outcomes(passed=4)
+
+
 def test_monkeypatch_is_not_a_leak(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_mp="""

@@ -137,11 +137,17 @@ def leaked_descriptors(
 
 class WarningCapture:
     """Captures warnings while open; ``ResourceWarning``s are charged to the
-    allocation of their unclosed object, the rest are shown again on close."""
+    allocation of their unclosed object. The others, with ``passthrough``,
+    go at once to the handler that was in force (a test runner's: a test
+    asserting on its own warnings sees them); without, they are shown again
+    on close, once each."""
 
-    def __init__(self, resolver: SiteResolver) -> None:
-        self._catcher = warnings.catch_warnings(record=True)
+    def __init__(self, resolver: SiteResolver, passthrough: bool = False) -> None:
+        self._catcher = warnings.catch_warnings()
+        self._passthrough = passthrough
         self._log: List[warnings.WarningMessage] = []
+        # how warnings were shown before: (showwarning, _showwarnmsg_impl)
+        self._before: Tuple[Any, Any] = (None, None)
         # (category, text, file, line) -> the first such warning: the same
         # warning from every round is shown again once, and keeping only the
         # first keeps later rounds' messages from looking leaked.
@@ -156,9 +162,26 @@ class WarningCapture:
         self._untraced: Dict[Tuple[str, int], List[Any]] = {}
 
     def __enter__(self) -> WarningCapture:
-        self._log = self._catcher.__enter__()
+        # catch_warnings() saves and restores the filters and both hooks;
+        # warnings then reach _show as they reach a recording catch_warnings.
+        self._catcher.__enter__()
+        module: Any = warnings
+        self._before = (module.showwarning, module._showwarnmsg_impl)
+        module.showwarning = module._showwarning_orig
+        module._showwarnmsg_impl = self._show
         warnings.simplefilter("always", ResourceWarning)
         return self
+
+    def _show(self, msg: warnings.WarningMessage) -> None:
+        if self._passthrough and not issubclass(msg.category, ResourceWarning):
+            # As warnings._showwarnmsg would have shown it without us.
+            show, impl = self._before
+            if show is not getattr(warnings, "_showwarning_orig", None):
+                show(msg.message, msg.category, msg.filename, msg.lineno, msg.file, msg.line)
+            else:
+                impl(msg)
+            return
+        self._log.append(msg)
 
     def drain(self) -> None:
         """Takes the warnings logged so far; drops the references they hold to

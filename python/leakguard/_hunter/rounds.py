@@ -222,7 +222,9 @@ def run_hunt(
     started = time.perf_counter()
     with unrecorded():
         resolver = SiteResolver(runner)
-    with WarningCapture(resolver) as warned, CycleWatch() as cycles:
+    # Under a runner a test may assert on the warnings it raised (pytest's
+    # recwarn): they go straight to the runner's handler.
+    with WarningCapture(resolver, passthrough=bool(runner)) as warned, CycleWatch() as cycles:
         # The warm-up runs before tracing starts (when the program does not
         # trace already): what it leaves alive is never judged, so it need
         # not be recorded, and it runs at full speed.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import functools
 import sys
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
@@ -195,9 +196,10 @@ def attribution() -> _Attribution:
 
 class _BetweenRuns:
     """Puts back, between runs of one test, the per-test state a fresh run
-    would find: what pytest captured (output, log records, ``capsys``) is set
-    aside, ``monkeypatch``'s changes are undone, a doctest's globals (which
-    the doctest runner clears after each run) are restored, and so are the
+    would find: what pytest captured (output, log records, ``capsys``,
+    ``recwarn``) is set aside, warnings shown once are shown again,
+    ``monkeypatch``'s changes are undone, a doctest's globals (which the
+    doctest runner clears after each run) are restored, and so are the
     attributes of a test method's instance (a unittest ``TestCase``, a test
     class's instance) as its fixtures left them. The first run's output is
     kept and shown at the end."""
@@ -251,9 +253,20 @@ class _BetweenRuns:
                 except Exception:  # pragma: no cover - a fixture already closed
                     pass
             funcargs = getattr(self.item, "funcargs", None)
-            patcher = funcargs.get("monkeypatch") if isinstance(funcargs, dict) else None
+            if not isinstance(funcargs, dict):
+                funcargs = {}
+            patcher = funcargs.get("monkeypatch")
             if patcher is not None:
                 patcher.undo()
+            recorder = funcargs.get("recwarn")
+            if recorder is not None:
+                recorder.clear()  # the warnings the last run raised
+            # pytest begins each test with fresh warning filters, which
+            # empties the once-only registries (__warningregistry__): a
+            # warning shown once per test is shown again in each run.
+            mutated = getattr(warnings, "_filters_mutated", None)
+            if mutated is not None:
+                mutated()
             if self.doctest_globs is not None:
                 globs = self.item.dtest.globs  # type: ignore[attr-defined]
                 globs.clear()
