@@ -17,6 +17,7 @@ import logging
 import queue
 import random
 import re
+import struct
 import threading
 import weakref
 from typing import Any, Dict, List, Optional
@@ -176,6 +177,13 @@ def fresh_patterns() -> None:
     for _ in range(30):
         FRESH[0] += 1
         re.search(rf"\bname{FRESH[0]}\b", "alpha beta")  # CONTROL: fresh-pattern
+
+
+def fresh_struct_formats() -> None:
+    # struct keeps the Struct of each format it was given, at most 100.
+    for _ in range(3):
+        FRESH[0] += 1
+        struct.pack(f"{FRESH[0] % 100_000}x")  # CONTROL: fresh-format
 
 
 class Journal:

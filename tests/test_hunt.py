@@ -440,6 +440,14 @@ def test_patterns_in_the_re_cache_are_bounded() -> None:
     assert bounded.holders[0].root.startswith("re._cache"), str(report)
 
 
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="3.9 keeps the cache in a C global")
+def test_formats_in_the_struct_cache_are_bounded() -> None:
+    report = leakguard.hunt(causes.fresh_struct_formats)
+    assert not report.leaking, str(report)
+    bounded = bounded_at(report, "fresh-format")
+    assert bounded.holders[0].root == "_struct module", str(report)
+
+
 def test_bounded_cache_still_filling_is_not_a_leak() -> None:
     pages = causes.Paginator()
     report = leakguard.hunt(pages.step)

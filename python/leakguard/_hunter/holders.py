@@ -58,11 +58,13 @@ _LRU_TYPE = type(functools.lru_cache(maxsize=1)(lambda: None))
 #: them, such as logging's list of handlers) comes after one that reaches
 #: its objects (the logger's ``handlers``).
 _WEAK = (weakref.ref, weakref.ProxyType, weakref.CallableProxyType)
-#: Module globals of the standard library that are caches with a size limit
-#: of their own (plain dicts, so not recognised by their type): what they
-#: hold is bounded. ``re`` keeps at most ``re._MAXCACHE`` compiled patterns
-#: (3.12+ also a smaller ``_cache2``), keyed by the caller's pattern strings.
-BOUNDED_GLOBALS = frozenset({"re._cache", "re._cache2"})
+#: Roots in the standard library that are caches with a size limit of their
+#: own (plain dicts, so not recognised by their type): what they hold is
+#: bounded. ``re`` keeps at most ``re._MAXCACHE`` compiled patterns (3.12+
+#: also a smaller ``_cache2``), keyed by the caller's pattern strings;
+#: ``struct`` keeps the ``Struct`` of each format string it was given in its
+#: module state (3.10+), emptied when it reaches 100.
+BOUNDED_GLOBALS = frozenset({"re._cache", "re._cache2", "_struct module"})
 _SIMPLE_KEYS = (str, int, float, bytes, bool, type(None))
 # Module globals that are code, not data: never what holds a leak's objects
 # directly (functions and classes are still roots when the climb reaches them).
