@@ -1245,7 +1245,9 @@ def test_capsys_output_is_not_a_leak(pytester: pytest.Pytester) -> None:
 def test_warnings_reach_the_test_in_every_run(pytester: pytest.Pytester) -> None:
     # Each run sees its own warnings in recwarn, as a fresh run would: they
     # are not held back by the hunt, nor kept from a repeat by the
-    # once-per-place registry; a new message per run is not a leak either.
+    # once-per-place registry (emptied between runs, as recwarn's fresh
+    # filters would); a new message per run is then not a leak either. Without
+    # recwarn a new message per call does grow the registry.
     pytester.makepyfile(
         test_warns="""
         import itertools
@@ -1274,9 +1276,51 @@ def test_warnings_reach_the_test_in_every_run(pytester: pytest.Pytester) -> None
 
         def test_z_every_run_was_seen():
             assert SEEN == [1] * 7
+
+        @pytest.mark.no_leaks
+        def test_leaks_a_registry_entry_per_run():
+            # without recwarn nothing resets the registry: it grows
+            warnings.warn(f"new {next(RUNS)}", UserWarning)  # registry grows
         """
     )
-    run(pytester).assert_outcomes(passed=4)
+    result = run(pytester)
+    result.assert_outcomes(passed=4, failed=1)
+    assert statuses(result)["test_warns.py::test_leaks_a_registry_entry_per_run"] == "FAILED"
+    assert "__warningregistry__" in section(result, "test_leaks_a_registry_entry_per_run")
+
+
+def test_a_float_kept_per_run_is_found(pytester: pytest.Pytester) -> None:
+    # One float a run: pytest frees floats of its own between runs, some
+    # from before tracing began; the test must not be handed their untraced
+    # blocks (from the float free list), or its float is never seen.
+    path = pytester.makepyfile(
+        test_floats="""
+        import itertools
+        import time
+
+        import pytest
+
+        COUNT = itertools.count(170_000)
+        KEPT = []
+        LATENCIES = []
+
+        @pytest.mark.no_leaks
+        def test_one_float():
+            KEPT.append(next(COUNT) * 1.5)
+
+        @pytest.mark.no_leaks
+        def test_latency_kept():
+            t0 = time.perf_counter()
+            sum(range(100))
+            LATENCIES.append(time.perf_counter() - t0)
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(failed=2)
+    assert_site(section(result, "test_one_float"), path, "KEPT.append(next(COUNT) * 1.5)")
+    assert_site(
+        section(result, "test_latency_kept"), path, "LATENCIES.append(time.perf_counter() - t0)"
+    )
 
 
 def test_monkeypatch_is_not_a_leak(pytester: pytest.Pytester) -> None:

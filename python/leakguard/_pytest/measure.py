@@ -25,7 +25,7 @@ import pytest
 
 from .._hunter.report import LeakReport
 from .._hunter.rounds import run_hunt
-from .._hunter.session import unrecorded
+from .._hunter.session import flush_free_lists, unrecorded
 from .._hunter.sites import RUNNER_PACKAGES, RawTraceback, SiteResolver
 from .._hunter.track import Tracker
 from .._model import Traceback
@@ -197,12 +197,12 @@ def attribution() -> _Attribution:
 class _BetweenRuns:
     """Puts back, between runs of one test, the per-test state a fresh run
     would find: what pytest captured (output, log records, ``capsys``,
-    ``recwarn``) is set aside, warnings shown once are shown again,
-    ``monkeypatch``'s changes are undone, a doctest's globals (which the
-    doctest runner clears after each run) are restored, and so are the
-    attributes of a test method's instance (a unittest ``TestCase``, a test
-    class's instance) as its fixtures left them. The first run's output is
-    kept and shown at the end."""
+    ``recwarn``) is set aside (and for ``recwarn`` the warnings shown once
+    are shown again), ``monkeypatch``'s changes are undone, a doctest's
+    globals (which the doctest runner clears after each run) are restored,
+    and so are the attributes of a test method's instance (a unittest
+    ``TestCase``, a test class's instance) as its fixtures left them. The
+    first run's output is kept and shown at the end."""
 
     def __init__(self, item: pytest.Item) -> None:
         pm = item.config.pluginmanager
@@ -261,12 +261,12 @@ class _BetweenRuns:
             recorder = funcargs.get("recwarn")
             if recorder is not None:
                 recorder.clear()  # the warnings the last run raised
-            # pytest begins each test with fresh warning filters, which
-            # empties the once-only registries (__warningregistry__): a
-            # warning shown once per test is shown again in each run.
-            mutated = getattr(warnings, "_filters_mutated", None)
-            if mutated is not None:
-                mutated()
+                # recwarn's filters, new for each test, empty the once-only
+                # registries (__warningregistry__): the warning it saw in
+                # the last run must be raised again in this one.
+                mutated = getattr(warnings, "_filters_mutated", None)
+                if mutated is not None:
+                    mutated()
             if self.doctest_globs is not None:
                 globs = self.item.dtest.globs  # type: ignore[attr-defined]
                 globs.clear()
@@ -407,6 +407,9 @@ def run(
                 nonlocal calls
                 if ran or calls:
                     between.before_next_run()
+                    # What that freed (pytest's objects, some from before
+                    # tracing) must not hand the test untraced blocks.
+                    flush_free_lists()
                     assert subtests is not None
                     subtests.quiet = True
                 calls += 1
