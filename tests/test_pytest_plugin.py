@@ -9,6 +9,7 @@ allocating ``file:line``, its source line and what holds the memory.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -1289,6 +1290,59 @@ def test_warnings_reach_the_test_in_every_run(pytester: pytest.Pytester) -> None
     assert "__warningregistry__" in section(result, "test_leaks_a_registry_entry_per_run")
 
 
+def test_growth_in_a_shared_fixture_is_a_leak(pytester: pytest.Pytester) -> None:
+    # A session or module fixture lives on from test to test in a run of
+    # the suite: what grows in it is the program's leak, named through the
+    # fixture. A function fixture is set up once for the runs only: pytest's.
+    path = pytester.makepyfile(
+        test_shared="""
+        import pytest
+
+        class Client:
+            def __init__(self):
+                self.history = []
+
+            def get(self, url):
+                self.history.append({"url": url, "body": "x" * 200})
+
+        @pytest.fixture(scope="session")
+        def client():
+            return Client()
+
+        @pytest.fixture(scope="module")
+        def journal():
+            return []
+
+        @pytest.fixture
+        def scratch():
+            return []
+
+        @pytest.mark.no_leaks
+        def test_session_client(client):
+            client.get("/item")
+
+        @pytest.mark.no_leaks
+        def test_module_journal(journal):
+            journal.append(bytearray(500))
+
+        @pytest.mark.no_leaks
+        def test_function_scratch(scratch):
+            scratch.append(bytearray(500))
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=1, failed=2)
+    got = statuses(result)
+    assert got["test_shared.py::test_function_scratch"] == "PASSED", got
+    text = section(result, "test_session_client")
+    assert_site(text, path, 'self.history.append({"url": url, "body": "x" * 200})')
+    assert "held by: fixture 'client' (session scope) (test_shared.Client) → .history" in text
+    text = section(result, "test_module_journal")
+    assert_site(text, path, "journal.append(bytearray(500))")
+    assert "held by: fixture 'journal' (module scope) (list" in text
+
+
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="3.9's free lists cannot be emptied")
 def test_a_float_kept_per_run_is_found(pytester: pytest.Pytester) -> None:
     # One float a run: pytest frees floats of its own between runs, some
     # from before tracing began; the test must not be handed their untraced

@@ -237,10 +237,11 @@ def step(parent: object, child: object) -> str:
 
 class _Roots:
     """Objects that are roots by identity: module namespaces, the locals of
-    running frames, the hunt's arguments, ``gc.garbage``."""
+    running frames, the hunt's arguments (and whatever else its caller names,
+    as ``(kind, label, value)``), ``gc.garbage``."""
 
     def __init__(
-        self, arguments: Sequence[Tuple[str, object]], runner: Tuple[str, ...] = ()
+        self, arguments: Sequence[Tuple[str, str, object]], runner: Tuple[str, ...] = ()
     ) -> None:
         self.runner = runner
         self.module_dicts: Dict[int, str] = {}
@@ -262,8 +263,8 @@ class _Roots:
                 if isinstance(value, _NOT_DATA) or var.startswith("__"):
                     continue
                 self._add(value, "module global", f"{name}.{var}")
-        for label, value in arguments:
-            self._add(value, "hunt argument", label)
+        for kind, label, value in arguments:
+            self._add(value, kind, label)
         names = {t.ident: t.name for t in threading.enumerate()}
         for ident, frame in sys._current_frames().items():
             thread = names.get(ident, f"thread {ident}")
@@ -527,7 +528,7 @@ def _is_call_tuple(obj: object, args: List[object]) -> bool:
 
 def find_holders(
     sites: Sequence[Sequence[RawTraceback]],
-    arguments: Sequence[Tuple[str, object]] = (),
+    arguments: Sequence[Tuple[str, str, object]] = (),
     budget: float = 1.5,
     runner: Tuple[str, ...] = (),
     chain_containers: Optional[List[List[List[object]]]] = None,
@@ -537,7 +538,8 @@ def find_holders(
 
     ``chain_containers``, if given, receives for each site and chain the
     containers on the chain that can grow (see :func:`growable`), root end
-    first.
+    first. ``arguments`` are roots named by their caller, as ``(kind, label,
+    value)``: the hunt's arguments (``"hunt argument"``, ``"args[0]"``...).
 
     ``runner`` names the top-level packages of what runs the rounds (a test
     runner): their objects and frames end a chain as roots of kind

@@ -34,6 +34,7 @@ from typing import (
     NamedTuple,
     Optional,
     Set,
+    Sequence,
     Tuple,
 )
 
@@ -58,6 +59,8 @@ HOLDER_BUDGET = 1.5
 
 #: Tracebacks per leaking site whose blocks seed the holder search.
 TRACEBACKS_PER_SITE = 4
+#: The kind of root the hunt's own arguments are.
+_ARG = "hunt argument"
 
 
 class _Rounds:
@@ -202,13 +205,16 @@ def run_hunt(
     warmup: int,
     nframe: int,
     runner: Tuple[str, ...] = (),
+    roots: Sequence[Tuple[str, str, object]] = (),
     progress: Optional[Callable[[str, int, int], None]] = None,
 ) -> LeakReport:
     """:func:`hunt`, for callers that run the rounds from inside other
     machinery: ``runner`` names its top-level packages
     (:data:`~.sites.RUNNER_PACKAGES`). What they allocate is left out, as
     leakguard's own allocations are, and sites held only through them go to
-    ``report.runner_held``.
+    ``report.runner_held``. ``roots`` names more roots for the holder search,
+    as ``(kind, label, value)``: objects the runner keeps that are the
+    program's all the same (a fixture shared by many tests).
 
     ``progress(stage, done, total)``, if given, is called before each run of
     ``func`` and when a stage is over, with ``stage`` ``"warmup"``,
@@ -238,9 +244,10 @@ def run_hunt(
             assert exact is not None
             measured = _measure(func, args, kwargs, rounds, resolver, cycles, warned, progress)
             with unrecorded():
-                arguments: List[Tuple[str, object]] = [("func", func)]
-                arguments += [(f"args[{i}]", a) for i, a in enumerate(args)]
-                arguments += [(f"kwargs[{k!r}]", v) for k, v in kwargs.items()]
+                arguments: List[Tuple[str, str, object]] = [(_ARG, "func", func)]
+                arguments += [(_ARG, f"args[{i}]", a) for i, a in enumerate(args)]
+                arguments += [(_ARG, f"kwargs[{k!r}]", v) for k, v in kwargs.items()]
+                arguments += roots
             analysed: Optional[_Analysis] = None
             exact_rounds = exact.possible and measured.suspect()
             if exact_rounds and runner:
@@ -308,7 +315,7 @@ class _Analysis(NamedTuple):
 
 
 def _analyse(
-    measured: _Rounds, arguments: List[Tuple[str, object]], runner: Tuple[str, ...]
+    measured: _Rounds, arguments: List[Tuple[str, str, object]], runner: Tuple[str, ...]
 ) -> _Analysis:
     """The growing sites of ``measured`` and what holds them."""
     growing = measured.growing()

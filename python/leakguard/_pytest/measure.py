@@ -426,6 +426,7 @@ def run(
                     warmup=max(plan.hunt.warmup - ran, 0),
                     nframe=plan.nframe,
                     runner=RUNNER_PACKAGES,
+                    roots=_shared_fixtures(item),
                 )
             except _Stop:
                 return measured
@@ -438,6 +439,30 @@ def run(
     if measured.failures:
         raise MemoryFailure(measured)
     return measured
+
+
+def _shared_fixtures(item: pytest.Item) -> List[Tuple[str, str, object]]:
+    """The test's fixtures of a wider scope than the function (``session``,
+    ``module``...), but for pytest's own, as roots for the holder search.
+    In a run of the suite they live on from test to test: what grows in them
+    is the program's, not an effect of running the test again (a function
+    fixture's value, set up once for all runs, is held by pytest only)."""
+    funcargs = getattr(item, "funcargs", None)
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", None)
+    if not isinstance(funcargs, dict) or not isinstance(defs, dict):
+        return []
+    roots: List[Tuple[str, str, object]] = []
+    for name, value in funcargs.items():
+        chain = defs.get(name)
+        if not chain:
+            continue
+        fixturedef = chain[-1]  # the one closest to the test
+        scope = str(getattr(fixturedef, "scope", "function"))
+        module = getattr(getattr(fixturedef, "func", None), "__module__", None) or ""
+        if scope == "function" or module.split(".", 1)[0] in RUNNER_PACKAGES:
+            continue
+        roots.append(("fixture", f"fixture {name!r} ({scope} scope)", value))
+    return roots
 
 
 def _lines_shown_from(floor: Optional[int], limit: Optional[Limit]) -> Optional[int]:
