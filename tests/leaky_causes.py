@@ -478,6 +478,16 @@ def attach_request_handler() -> None:
     REQUEST_LOG.warning("request handled")
 
 
+# --- names kept as the keys of a dict ---------------------------------------------
+
+SEEN_NAMES: Dict[str, int] = {}
+
+
+def remember_name() -> None:
+    name = f"visitor-{len(SEEN_NAMES)}-{'x' * 40}"  # LEAK: str-key
+    SEEN_NAMES[name] = 1
+
+
 # --- a list in a threading.local that keeps growing ------------------------------
 
 PER_THREAD = threading.local()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import gc
+import logging
 import os
 import subprocess
 import sys
@@ -438,6 +439,46 @@ def test_patterns_in_the_re_cache_are_bounded() -> None:
     report = leakguard.hunt(causes.fresh_patterns)
     bounded = bounded_at(report, "fresh-pattern")
     assert bounded.holders[0].root.startswith("re._cache"), str(report)
+
+
+NAMED_HANDLER = """
+import logging
+import leakguard
+
+def attach():
+    logging.getLogger("app.requests").addHandler(logging.NullHandler())
+
+report = leakguard.hunt(attach)
+(leak,) = report.leaks
+print(leak.holders[0])
+"""
+
+
+def test_a_handler_of_a_logger_known_by_name_is_held_by_the_manager() -> None:
+    # In a program of its own (no logger bound to a module global but the
+    # root): logging's registry of weak references to handlers is one step
+    # from a handler, the logger six, through the manager; the weak
+    # references, found first, must not end the climb.
+    done = subprocess.run(
+        [sys.executable, "-c", NAMED_HANDLER], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("logging.Logger.manager (logging.Manager) → .loggerDict"), (
+        done.stdout
+    )
+    assert "→ ['app.requests'] → logging.Logger → .handlers → list" in done.stdout, done.stdout
+    assert done.stdout.rstrip().endswith("→ logging.NullHandler"), done.stdout
+
+
+def test_a_str_kept_as_a_key_is_held_by_its_dict() -> None:
+    # A dict whose keys are all str does not show them to the collector.
+    try:
+        report = leakguard.hunt(causes.remember_name)
+    finally:
+        causes.SEEN_NAMES.clear()
+    leak = leak_at(report, "str-key")
+    assert str(leak.holders[0]).startswith("leaky_causes.SEEN_NAMES (dict"), str(report)
+    assert leak.holders[0].steps == ("(a key)",), str(report)
 
 
 @pytest.mark.skipif(sys.version_info < (3, 10), reason="3.9 keeps the cache in a C global")

@@ -1156,8 +1156,8 @@ lg_hidden_referents(PyObject *op, PyObject **out, int cap)
 }
 
 /*
- * Calls `visit` on each object `op` references, as gc.get_referents() does:
- * only for objects the collector handles (_PyObject_IS_GC: the type has
+ * Calls `visit` on each object `op` references, as gc.get_referents() does,
+ * and on the str keys of a dict, which it does not visit: only for objects the collector handles (_PyObject_IS_GC: the type has
  * Py_TPFLAGS_HAVE_GC and, if it has tp_is_gc, that says yes: static type
  * objects say no) whose type has tp_traverse. Returns what tp_traverse
  * returned (non-zero when `visit` stopped it), 0 when nothing was visited.
@@ -1173,7 +1173,26 @@ lg_traverse(PyObject *op, visitproc visit, void *arg)
     if (traverse == NULL) {
         return 0;
     }
-    return traverse(op, visit, arg);
+    int stop = traverse(op, visit, arg);
+    if (stop != 0 || !PyDict_CheckExact(op)) {
+        return stop;
+    }
+    /* A dict whose keys are all str does not visit them (a str can be in no
+     * cycle): a str kept only as a key would never be met. PyDict_Next reads
+     * the table and runs no code; a str key visited twice (a table of mixed
+     * keys visits its keys) is harmless to a walk that dedups. */
+    Py_ssize_t pos = 0;
+    PyObject *key;
+    PyObject *value;
+    while (PyDict_Next(op, &pos, &key, &value)) {
+        if (PyUnicode_CheckExact(key)) {
+            stop = visit(key, arg);
+            if (stop != 0) {
+                return stop;
+            }
+        }
+    }
+    return 0;
 }
 
 /*

@@ -28,7 +28,7 @@ import threading
 import time
 import types
 import weakref
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple, cast
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple, cast
 
 from .. import _leakguard as native
 from .report import Holder
@@ -639,6 +639,9 @@ def find_holders(
         if orphans:
             if hidden is None:
                 hidden = _hidden_holders()
+            keys = {id(obj) for obj in orphans if type(obj) is str}
+            if keys:
+                hidden.update(_key_holders(keys))
             for obj in orphans:
                 holder = hidden.get(id(obj))
                 if holder is not None and id(holder) not in ignored:
@@ -716,6 +719,39 @@ def _hidden_holders() -> Dict[int, object]:
         if type(obj) in kinds:
             for child in native._hidden_referents(obj):
                 holders.setdefault(id(child), obj)
+    return holders
+
+
+def _key_holders(wanted: Set[int]) -> Dict[int, object]:
+    """The dict holding each str of ``wanted`` (ids) as a key. A dict whose
+    keys are all str does not show them to the collector (a str refers to
+    nothing, so it cannot be in a cycle): a str kept only as a key has no
+    referrer. Looked for in the dicts the collector tracks and in the dicts
+    they and tracked lists hold (a dict holding only str, numbers and None
+    is not tracked)."""
+    holders: Dict[int, object] = {}
+
+    def look(d: Dict[Any, Any]) -> None:
+        try:
+            for key in d:  # a plain dict's keys: no code of the program's runs
+                if type(key) is str and id(key) in wanted:
+                    holders.setdefault(id(key), d)
+        except RuntimeError:
+            pass  # changed by another thread meanwhile
+
+    for obj in gc.get_objects():
+        if type(obj) is dict:
+            look(obj)
+            inner: Iterable[object] = obj.values()
+        elif type(obj) is list:
+            inner = obj
+        else:
+            continue
+        for value in inner:
+            if type(value) is dict and not gc.is_tracked(value):
+                look(value)
+        if len(holders) == len(wanted):
+            break
     return holders
 
 
@@ -844,7 +880,10 @@ class _Found:
         if chain is None:
             return
         self.done.add((site, sample))
-        self.first_level.setdefault(site, depth)
+        if (site, sample) not in self.weak:
+            # A weak reference's holder (a registry of them) found first
+            # must not cut short the climb to what keeps the objects.
+            self.first_level.setdefault(site, depth)
         self.note(site, sample, chain)
 
     def note(self, site: int, sample: int, chain: Chain) -> None:
