@@ -13,12 +13,15 @@ import collections
 import functools
 import gc
 import io
+import itertools
 import logging
 import queue
 import random
 import re
 import struct
+import sys
 import threading
+import types
 import weakref
 from typing import Any, Dict, List, Optional
 
@@ -486,6 +489,14 @@ SEEN_NAMES: Dict[str, int] = {}
 def remember_name() -> None:
     name = f"visitor-{len(SEEN_NAMES)}-{'x' * 40}"  # LEAK: str-key
     SEEN_NAMES[name] = 1
+
+
+def register_module() -> None:
+    name = f"leaky_causes_dynamic_{next(MODULE_NUMBERS)}"  # LEAK: module-name
+    sys.modules[name] = types.ModuleType(name)
+
+
+MODULE_NUMBERS = itertools.count()
 
 
 # --- a list in a threading.local that keeps growing ------------------------------

@@ -481,6 +481,20 @@ def test_a_str_kept_as_a_key_is_held_by_its_dict() -> None:
     assert leak.holders[0].steps == ("(a key)",), str(report)
 
 
+def test_a_module_name_kept_by_sys_modules_is_named() -> None:
+    # The str a module is registered under is both sys.modules' key and the
+    # module's __name__; the holder search's own table of module names holds
+    # those very str objects, and must not be taken for their holder.
+    try:
+        report = leakguard.hunt(causes.register_module)
+    finally:
+        for name in [n for n in sys.modules if n.startswith("leaky_causes_dynamic_")]:
+            del sys.modules[name]
+    leak = leak_at(report, "module-name")
+    assert leak.holders, str(report)
+    assert leak.holders[0].root == "sys.modules", str(report)
+
+
 @pytest.mark.skipif(sys.version_info < (3, 10), reason="3.9 keeps the cache in a C global")
 def test_formats_in_the_struct_cache_are_bounded() -> None:
     report = leakguard.hunt(causes.fresh_struct_formats)

@@ -564,8 +564,10 @@ def find_holders(
     if not blocks:
         return result
 
-    search = _Search(_Roots(arguments, runner))
+    # The objects first: the search's own (its table of module names, the
+    # very str objects sys.modules is keyed by) are no way to a sample.
     objects = gc.get_objects()
+    search = _Search(_Roots(arguments, runner))
     located = _samples(objects, blocks, sites)
     del objects
     frontier: List[int] = []
