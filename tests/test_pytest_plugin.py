@@ -639,6 +639,10 @@ def test_own_failures_skips_xfail_and_unittest(pytester: pytest.Pytester) -> Non
     text = section(result, "test_fails_in_its_third_run")
     assert "AssertionError: third run" in text, text
     assert "leakguard:" not in text
+    if sys.version_info >= (3, 11):  # exception notes
+        assert "(in run 3 of the test: leakguard runs it again and again" in text, text
+    text = section(result, "test_own_failure")
+    assert "(in run" not in text, text  # its first run: nothing to say
 
     text = section(result, "TestCaseStyle.test_leaks")
     assert "leakguard: memory grows round after round" in text

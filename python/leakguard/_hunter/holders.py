@@ -270,8 +270,11 @@ class _Roots:
             thread = names.get(ident, f"thread {ident}")
             f: Optional[types.FrameType] = frame
             while f is not None:
-                # a module's top-level frame: its locals are its globals, named above
-                if f.f_locals is not f.f_globals and not _is_own_file(f.f_code.co_filename):
+                # a module's top-level frame: its locals are its globals, named
+                # above. Own frames first: reading a frame's f_locals (up to
+                # 3.12) stores a snapshot of them on the frame, which would
+                # keep alive what the search drops (the list of all objects).
+                if not _is_own_file(f.f_code.co_filename) and f.f_locals is not f.f_globals:
                     kind = "test runner" if self.is_runner(f.f_globals) else "thread stack"
                     for var, value in _frame_locals(f).items():
                         self._add(value, kind, f"{thread}: {f.f_code.co_name}() local {var!r}")

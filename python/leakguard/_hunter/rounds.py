@@ -33,8 +33,8 @@ from typing import (
     List,
     NamedTuple,
     Optional,
-    Set,
     Sequence,
+    Set,
     Tuple,
 )
 
@@ -59,6 +59,8 @@ HOLDER_BUDGET = 1.5
 
 #: Tracebacks per leaking site whose blocks seed the holder search.
 TRACEBACKS_PER_SITE = 4
+#: Growing tracebacks of no site whose holders the runner check looks up.
+UNSITED_LOOKED_AT = 8
 #: The kind of root the hunt's own arguments are.
 _ARG = "hunt argument"
 
@@ -80,6 +82,9 @@ class _Rounds:
         self.collected: List[int] = []
         self.cycle_types: List[Dict[str, int]] = []
         self.garbage: List[int] = []
+        #: live bytes per traceback charged to no site (a runner's, the
+        #: interpreter caches', leakguard's), after each round
+        self.unsited: Dict[RawTraceback, List[int]] = {}
         self.counter = DescriptorCounter()
 
     def measure(self, cycles: CycleWatch, warned: WarningCapture) -> None:
@@ -106,6 +111,12 @@ class _Rounds:
             self.traced.append(native.get_traced_memory()[0])
             per_tb = self.first if i == 0 else self.last if i == self.n - 1 else None
             for site, size, count, tb in self._by_site():
+                if site is None:
+                    unsited = self.unsited.get(tb)
+                    if unsited is None:
+                        unsited = self.unsited[tb] = [0] * self.n
+                    unsited[i] += size
+                    continue
                 sizes = self.sizes.get(site)
                 if sizes is None:
                     sizes = self.sizes[site] = [0] * self.n
@@ -117,17 +128,15 @@ class _Rounds:
         flush_free_lists()
         self.index += 1
 
-    def _by_site(self) -> Iterator[Tuple[Site, int, int, RawTraceback]]:
+    def _by_site(self) -> Iterator[Tuple[Optional[Site], int, int, RawTraceback]]:
         """Live bytes and blocks per traceback now (a snapshot), with the
-        site each is charged to; tracebacks of no site are left out."""
+        site each is charged to (None: no site)."""
         snapshot = native.take_snapshot()
         stats = snapshot.statistics("traceback", False)
         del snapshot
         site_of = self.resolver.site
         for size, count, tb in stats:
-            site = site_of(tb)
-            if site is not None:
-                yield site, size, count, tb
+            yield site_of(tb), size, count, tb
 
     def together(self, leaving_out: AbstractSet[Site] = frozenset()) -> List[int]:
         """The live bytes of all sites together after each round, but for
@@ -139,13 +148,29 @@ class _Rounds:
 
     def suspect(self) -> bool:
         """Whether anything grew by the growth rule: a site, all sites
-        together, the open descriptors or the uncollectable garbage."""
+        together, a traceback of no site, the open descriptors or the
+        uncollectable garbage. (With the free lists on, an object reused
+        from one keeps the traceback its block was first allocated at,
+        which may be of no site: a dict the runner freed on its way to the
+        test.)"""
         return bool(
             growth_rule(self.together())
             or growth_rule(self.fds)
             or growth_rule(self.garbage)
             or any(growth_rule(sizes) for sizes in self.sizes.values())
+            or self.unsited_growing()
         )
+
+    def unsited_growing(self, most: int = 0) -> List[RawTraceback]:
+        """The tracebacks of no site that grew by the growth rule, most
+        growth first (the ``most`` first; 0: all)."""
+        found = [
+            (sizes[-1] - sizes[0], tb)
+            for tb, sizes in self.unsited.items()
+            if growth_rule(sizes) is not None
+        ]
+        found.sort(key=lambda x: -x[0])
+        return [tb for _, tb in found[: most or None]]
 
     def growing(self) -> List[Tuple[Site, str, List[RawTraceback]]]:
         """Sites that grew by the growth rule, most growth first, each with its
@@ -255,7 +280,7 @@ def run_hunt(
                 # report kept per subtest): when all of it is, the first
                 # rounds stand.
                 with unrecorded():
-                    analysed = _analyse(measured, arguments, runner)
+                    analysed = _analyse(measured, arguments, runner, unsited=True)
                     exact_rounds = not analysed.runner_only(measured)
             if exact_rounds:
                 # Something grew with the free lists on, where a reused
@@ -270,7 +295,7 @@ def run_hunt(
                 _tell(progress, "analysis", 0, 1)
                 if analysed is None:
                     analysed = _analyse(measured, arguments, runner)
-                growing, holders, containers = analysed
+                growing, holders, containers, _ = analysed
                 del analysed
             replacing = _replacing(func, args, kwargs, measured, growing, holders, containers)
             del containers
@@ -299,12 +324,17 @@ class _Analysis(NamedTuple):
     growing: List[Tuple[Site, str, List[RawTraceback]]]
     holders: List[List[Holder]]
     containers: List[List[List[object]]]
+    #: holders of the growing tracebacks of no site, when asked for
+    unsited: List[List[Holder]] = []
 
     def runner_only(self, measured: _Rounds) -> bool:
         """Whether all that grew is held only by what runs the rounds: no
-        descriptors or uncollectable garbage grew, every growing site is held
-        by the runner alone, and the other sites together did not grow."""
+        descriptors or uncollectable garbage grew, every growing site and
+        traceback of no site is held by the runner alone, and the other
+        sites together did not grow."""
         if growth_rule(measured.fds) or growth_rule(measured.garbage):
+            return False
+        if not all(chains and all(h.runner for h in chains) for chains in self.unsited):
             return False
         theirs: Set[Site] = set()
         for (site, _, _), chains in zip(self.growing, self.holders):
@@ -315,19 +345,26 @@ class _Analysis(NamedTuple):
 
 
 def _analyse(
-    measured: _Rounds, arguments: List[Tuple[str, str, object]], runner: Tuple[str, ...]
+    measured: _Rounds,
+    arguments: List[Tuple[str, str, object]],
+    runner: Tuple[str, ...],
+    unsited: bool = False,
 ) -> _Analysis:
-    """The growing sites of ``measured`` and what holds them."""
+    """The growing sites of ``measured`` and what holds them; with
+    ``unsited``, also what holds the growing tracebacks of no site (the
+    :data:`UNSITED_LOOKED_AT` that grew most)."""
     growing = measured.growing()
+    extra = [[tb] for tb in measured.unsited_growing(UNSITED_LOOKED_AT)] if unsited else []
     containers: List[List[List[object]]] = []
     holders = find_holders(
-        [tbs[:TRACEBACKS_PER_SITE] for _, _, tbs in growing],
+        [tbs[:TRACEBACKS_PER_SITE] for _, _, tbs in growing] + extra,
         arguments,
         HOLDER_BUDGET,
         runner,
         containers,
     )
-    return _Analysis(growing, holders, containers)
+    n = len(growing)
+    return _Analysis(growing, holders[:n], containers[:n], holders[n:])
 
 
 def _measure(

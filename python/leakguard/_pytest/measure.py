@@ -413,7 +413,12 @@ def run(
                     assert subtests is not None
                     subtests.quiet = True
                 calls += 1
-                runtest()
+                try:
+                    runtest()
+                except Exception as e:
+                    if ran + calls > 1:
+                        _note_run(e, ran + calls)
+                    raise
                 if _own_failure(item, subtests):
                     raise _Stop
 
@@ -439,6 +444,17 @@ def run(
     if measured.failures:
         raise MemoryFailure(measured)
     return measured
+
+
+def _note_run(error: Exception, run: int) -> None:
+    """Notes on a test's own failure that it came in a later run (3.11+:
+    pytest shows an exception's notes), the runs before having passed."""
+    add_note = getattr(error, "add_note", None)
+    if add_note is not None:
+        add_note(
+            f"(in run {run} of the test: leakguard runs it again and again to find "
+            "leaks, with its fixtures set up once; the runs before passed)"
+        )
 
 
 def _shared_fixtures(item: pytest.Item) -> List[Tuple[str, str, object]]:
