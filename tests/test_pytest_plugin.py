@@ -1283,13 +1283,19 @@ def test_warnings_reach_the_test_in_every_run(pytester: pytest.Pytester) -> None
             assert SEEN == [1] * 7
 
         @pytest.mark.no_leaks
+        def test_deprecation_each_run():
+            # pytest records every DeprecationWarning: its list grows by one
+            # a run, and only pytest holds it (through the hunt's capture)
+            warnings.warn("old thing", DeprecationWarning)
+
+        @pytest.mark.no_leaks
         def test_leaks_a_registry_entry_per_run():
             # without recwarn nothing resets the registry: it grows
             warnings.warn(f"new {next(RUNS)}", UserWarning)  # registry grows
         """
     )
     result = run(pytester)
-    result.assert_outcomes(passed=4, failed=1)
+    result.assert_outcomes(passed=5, failed=1)
     assert statuses(result)["test_warns.py::test_leaks_a_registry_entry_per_run"] == "FAILED"
     assert "__warningregistry__" in section(result, "test_leaks_a_registry_entry_per_run")
 

@@ -301,6 +301,17 @@ def _is_own_file(filename: str) -> bool:
     return os.path.normcase(filename).startswith(_OWN_DIR + os.sep)
 
 
+#: Modules of the machinery that runs a hunt (its warning capture holds the
+#: handler that was in force, a runner's list of warnings say): their
+#: objects are no way to what the program keeps.
+_MACHINERY = ("leakguard._hunter.", "leakguard._pytest.", "leakguard._notebook.")
+
+
+def _is_machinery(obj: object) -> bool:
+    module = getattr(type(obj), "__module__", None)
+    return isinstance(module, str) and module.startswith(_MACHINERY)
+
+
 class _Search:
     """The breadth-first climb, for every site at once."""
 
@@ -636,6 +647,8 @@ def find_holders(
             if id(ref) in ignored or _is_call_tuple(ref, targets):
                 continue
             if isinstance(ref, types.FrameType) and _is_own_file(ref.f_code.co_filename):
+                continue
+            if _is_machinery(ref):
                 continue
             level.climb(ref, gc.get_referents(ref))
         # Objects held only through fields the collector does not visit (a
