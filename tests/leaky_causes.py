@@ -499,6 +499,32 @@ def register_module() -> None:
 MODULE_NUMBERS = itertools.count()
 
 
+# --- one buffer growing in place, a little on each call -------------------------
+
+PAYLOAD = bytearray()
+FLAGS: List[bool] = []
+TRANSCRIPT = io.StringIO()
+WORKSPACE = bytearray()
+
+
+def append_payload() -> None:
+    PAYLOAD.extend(b"x" * 100)  # LEAK: bytearray-steps
+
+
+def note_flag() -> None:
+    FLAGS.append(True)  # LEAK: flag-steps
+
+
+def write_transcript() -> None:
+    TRANSCRIPT.write(f"turn {len(FLAGS)}: {'ok' * 40}\n")  # LEAK: transcript-steps
+
+
+def reuse_workspace() -> None:
+    # the buffer keeps its size; each call refills it
+    WORKSPACE.clear()
+    WORKSPACE.extend(b"y" * 3000)  # CONTROL: workspace-steps
+
+
 # --- a list in a threading.local that keeps growing ------------------------------
 
 PER_THREAD = threading.local()

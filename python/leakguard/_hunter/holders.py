@@ -18,6 +18,7 @@ referrer the collector can see (held by native code only) gets no chain.
 
 from __future__ import annotations
 
+import array
 import collections
 import functools
 import gc
@@ -837,10 +838,29 @@ def _first_step(holder: Holder) -> str:
     return "[]" if first.startswith(("[", "{")) else first
 
 
+#: Containers whose length says how much they hold (subclasses too).
+_GROWABLE = (list, dict, set, collections.deque, bytearray, array.array, io.StringIO, io.BytesIO)
+
+
 def growable(obj: object) -> bool:
-    """A container whose length says how much it holds: a list, dict, set,
-    deque or bytearray (subclasses too)."""
-    return isinstance(obj, (list, dict, set, collections.deque, bytearray))
+    """A container whose length (:func:`content_length`) says how much it
+    holds: a list, dict, set, deque, bytearray, ``array.array``, StringIO
+    or BytesIO."""
+    return isinstance(obj, _GROWABLE)
+
+
+def content_length(obj: Any) -> int:
+    """How much a :func:`growable` container holds: its length, or the
+    length of a StringIO's text or a BytesIO's bytes (-1 once closed)."""
+    try:
+        if isinstance(obj, io.StringIO):
+            return len(obj.getvalue())
+        if isinstance(obj, io.BytesIO):
+            with obj.getbuffer() as view:
+                return view.nbytes
+        return len(obj)
+    except (ValueError, TypeError):
+        return -1
 
 
 class _Kept(NamedTuple):

@@ -44,7 +44,7 @@ from .._model import Traceback
 from .._source import source_line
 from .cycles import CycleWatch, count_types
 from .growth import growth_rule
-from .holders import find_holders
+from .holders import content_length, find_holders
 from .report import CycleReport, Holder, LeakReport, LeakSite, ResourceReport
 from .resources import DescriptorCounter, WarningCapture, leaked_descriptors
 from .session import TracingSession, flush_free_lists, unrecorded
@@ -59,6 +59,9 @@ HOLDER_BUDGET = 1.5
 
 #: Tracebacks per leaking site whose blocks seed the holder search.
 TRACEBACKS_PER_SITE = 4
+#: The rule of a site that grew in steps and whose holder grew in every
+#: run after the rounds (see :func:`in_steps`).
+IN_STEPS = "in steps"
 #: Growing tracebacks of no site whose holders the runner check looks up.
 UNSITED_LOOKED_AT = 8
 #: The kind of root the hunt's own arguments are.
@@ -172,12 +175,16 @@ class _Rounds:
         found.sort(key=lambda x: -x[0])
         return [tb for _, tb in found[: most or None]]
 
-    def growing(self) -> List[Tuple[Site, str, List[RawTraceback]]]:
+    def growing(self, steps: bool = False) -> List[Tuple[Site, str, List[RawTraceback]]]:
         """Sites that grew by the growth rule, most growth first, each with its
-        tracebacks that grew, most first."""
+        tracebacks that grew, most first. With ``steps``, also the sites that
+        grew in steps (rule :data:`IN_STEPS`, see :func:`in_steps`), to be
+        confirmed by their holders (:func:`_confirm`)."""
         found = []
         for site, sizes in self.sizes.items():
             rule = growth_rule(sizes)
+            if rule is None and steps and in_steps(sizes):
+                rule = IN_STEPS
             if rule is not None:
                 found.append((sizes[-1] - sizes[0], site, rule))
         found.sort(key=lambda x: (-x[0], x[1]))
@@ -297,7 +304,12 @@ def run_hunt(
                     analysed = _analyse(measured, arguments, runner)
                 growing, holders, containers, _ = analysed
                 del analysed
-            replacing = _replacing(func, args, kwargs, measured, growing, holders, containers)
+            replacing, unconfirmed = _replacing(
+                func, args, kwargs, measured, growing, holders, containers
+            )
+            kept = [i for i, (site, _, _) in enumerate(growing) if site not in unconfirmed]
+            growing = [growing[i] for i in kept]
+            holders = [holders[i] for i in kept]
             del containers
             with unrecorded():
                 report = _report(
@@ -337,7 +349,9 @@ class _Analysis(NamedTuple):
         if not all(chains and all(h.runner for h in chains) for chains in self.unsited):
             return False
         theirs: Set[Site] = set()
-        for (site, _, _), chains in zip(self.growing, self.holders):
+        for (site, rule, _), chains in zip(self.growing, self.holders):
+            if rule == IN_STEPS:
+                continue  # not grown by the rule: judged later, by its holders
             if not chains or not all(h.runner for h in chains):
                 return False
             theirs.add(site)
@@ -353,7 +367,7 @@ def _analyse(
     """The growing sites of ``measured`` and what holds them; with
     ``unsited``, also what holds the growing tracebacks of no site (the
     :data:`UNSITED_LOOKED_AT` that grew most)."""
-    growing = measured.growing()
+    growing = measured.growing(steps=True)
     extra = [[tb] for tb in measured.unsited_growing(UNSITED_LOOKED_AT)] if unsited else []
     containers: List[List[List[object]]] = []
     holders = find_holders(
@@ -404,10 +418,23 @@ def _tell(
 EXTRA_RUNS = 2
 
 
+def in_steps(sizes: Sequence[int]) -> bool:
+    """Whether a series that no growth rule accepts may be a buffer that
+    grows in place: it never fell and it grew after the first round. One
+    buffer (a bytearray, a 3.12+ StringIO's text, the item array of a list
+    of small ints) that takes a little more on each call is reallocated
+    only now and then, with room to spare, so its bytes grow in ever longer
+    steps; a cache filling up does the same. Such a site is a leak when a
+    container holding its objects grows in every run after the rounds."""
+    deltas = [b - a for a, b in zip(sizes, sizes[1:])]
+    return len(deltas) >= 2 and all(d >= 0 for d in deltas) and sizes[-1] > sizes[1]
+
+
 def _lengths(objects: Dict[int, Any]) -> Dict[int, Tuple[int, int]]:
-    """Length and reference count of each object. Called with the same
-    references to them alive each time, so that the counts compare."""
-    return {key: (len(obj), sys.getrefcount(obj)) for key, obj in objects.items()}
+    """Length (see :func:`.holders.content_length`) and reference count of
+    each object. Called with the same references to them alive each time,
+    so that the counts compare."""
+    return {key: (content_length(obj), sys.getrefcount(obj)) for key, obj in objects.items()}
 
 
 def _replacing(
@@ -418,10 +445,11 @@ def _replacing(
     growing: List[Tuple[Site, str, List[RawTraceback]]],
     holders: List[List[Holder]],
     containers: List[List[List[object]]],
-) -> Set[Site]:
+) -> Tuple[Set[Site], Set[Site]]:
     """The growing sites that are caches replacing their entries or that
     have just filled (and their bookkeeping, see :func:`_bookkeeping_of`),
-    not leaks.
+    not leaks; and the sites that grew in steps (:data:`IN_STEPS`) that are
+    no leak either, reported as nothing.
 
     A cache that was full before tracing began (filled at import, or in the
     warm-up) and replaces its entries looks like a leak to the rounds: the
@@ -436,17 +464,31 @@ def _replacing(
     every k rounds, the rarest the growth rule accepts, grows its container
     within k runs). A site one of whose containers got longer or lost a
     reference (``items = items + [x]`` replaces the list) in those runs
-    stays a leak; the others are not leaks."""
+    stays a leak; the others are not leaks.
+
+    A site that grew in steps is a leak only when, in the same runs, a
+    container on one of its chains got longer (the bytearray whose buffer
+    grew, the list whose item array did): the others were a cache filling
+    up, or a buffer that is reused."""
     suspects: Dict[Site, List[int]] = {}
     objects: Dict[int, Any] = {}
-    for (site, _, _), chains, on_chains in zip(growing, holders, containers):
-        if not chains or any(h.bounded or h.runner for h in chains):
+    steps: Set[Site] = set()
+    unconfirmed: Set[Site] = set()
+    for (site, rule, _), chains, on_chains in zip(growing, holders, containers):
+        if rule == IN_STEPS:
+            held = chains and not any(h.bounded or h.runner for h in chains)
+            if not held or not any(on_chains):
+                unconfirmed.add(site)
+                continue
+            steps.add(site)
+        elif not chains or any(h.bounded or h.runner for h in chains):
             continue
-        if on_chains and all(on_chains):
-            suspects[site] = [id(obj) for chain in on_chains for obj in chain]
-            objects.update((id(obj), obj) for chain in on_chains for obj in chain)
+        elif not (on_chains and all(on_chains)):
+            continue
+        suspects[site] = [id(obj) for chain in on_chains for obj in chain]
+        objects.update((id(obj), obj) for chain in on_chains for obj in chain)
     if not suspects:
-        return set()
+        return set(), unconfirmed
     with unrecorded():
         # The analysis's own references to the containers (the holder
         # search's nodes, in cycles) go first: count from here.
@@ -459,14 +501,17 @@ def _replacing(
             gc.collect()
             after = _lengths(objects)
             for site, keys in list(suspects.items()):
-                if any(after[k][0] > before[k][0] or after[k][1] < before[k][1] for k in keys):
+                longer = any(after[k][0] > before[k][0] for k in keys)
+                replaced = any(after[k][1] < before[k][1] for k in keys)
+                if longer or (replaced and site not in steps):
                     del suspects[site]  # its holder grew with it, or was replaced: a leak
             if not suspects:
                 break
     # Their holders neither grew nor were replaced in any of the runs.
-    replacing = set(suspects)
+    replacing = set(suspects) - steps
+    unconfirmed |= set(suspects) & steps
     with unrecorded():
-        return replacing | _bookkeeping_of(measured, growing, holders, replacing)
+        return replacing | _bookkeeping_of(measured, growing, holders, replacing), unconfirmed
 
 
 def _bookkeeping_of(
