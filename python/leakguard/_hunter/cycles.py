@@ -76,7 +76,7 @@ class CycleWatch:
                     found: List[object] = gc.garbage[start:]
                     del gc.garbage[start:]
                     types = count_types(found)
-                freed = len(found)
+                    freed = len(found)
                 if found:
                     found.clear()
                     # Released: this collection frees them (and parks the
@@ -87,9 +87,12 @@ class CycleWatch:
                 freed = gc.collect()
         finally:
             self._collecting = False
-        freed += self._automatic
-        self._automatic = 0
-        return freed, types, len(gc.garbage)
+        # The counts are kept with the round's figures: not recorded, or
+        # they would read as memory the rounds left.
+        with unrecorded():
+            freed += self._automatic
+            self._automatic = 0
+            return freed, types, len(gc.garbage)
 
 
 def count_types(objects: List[object]) -> Dict[str, int]:
