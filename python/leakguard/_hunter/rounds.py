@@ -59,8 +59,8 @@ HOLDER_BUDGET = 1.5
 
 #: Tracebacks per leaking site whose blocks seed the holder search.
 TRACEBACKS_PER_SITE = 4
-#: The rule of a site that grew in steps and whose holder grew in every
-#: run after the rounds (see :func:`in_steps`).
+#: The rule of a site that grew in steps and one of whose holders got
+#: longer in the runs after the rounds (see :func:`in_steps`).
 IN_STEPS = "in steps"
 #: Growing tracebacks of no site whose holders the runner check looks up.
 UNSITED_LOOKED_AT = 8
@@ -179,7 +179,7 @@ class _Rounds:
         """Sites that grew by the growth rule, most growth first, each with its
         tracebacks that grew, most first. With ``steps``, also the sites that
         grew in steps (rule :data:`IN_STEPS`, see :func:`in_steps`), to be
-        confirmed by their holders (:func:`_confirm`)."""
+        confirmed by their holders (:func:`_replacing`)."""
         found = []
         for site, sizes in self.sizes.items():
             rule = growth_rule(sizes)
@@ -337,7 +337,7 @@ class _Analysis(NamedTuple):
     holders: List[List[Holder]]
     containers: List[List[List[object]]]
     #: holders of the growing tracebacks of no site, when asked for
-    unsited: List[List[Holder]] = []
+    unsited: Sequence[List[Holder]] = ()
 
     def runner_only(self, measured: _Rounds) -> bool:
         """Whether all that grew is held only by what runs the rounds: no
@@ -425,7 +425,7 @@ def in_steps(sizes: Sequence[int]) -> bool:
     of small ints) that takes a little more on each call is reallocated
     only now and then, with room to spare, so its bytes grow in ever longer
     steps; a cache filling up does the same. Such a site is a leak when a
-    container holding its objects grows in every run after the rounds."""
+    container holding its objects gets longer in the runs after the rounds."""
     deltas = [b - a for a, b in zip(sizes, sizes[1:])]
     return len(deltas) >= 2 and all(d >= 0 for d in deltas) and sizes[-1] > sizes[1]
 
