@@ -519,6 +519,14 @@ def write_transcript() -> None:
     TRANSCRIPT.write(f"turn {len(FLAGS)}: {'ok' * 40}\n")  # LEAK: transcript-steps
 
 
+ENTRIES: List[Dict[str, int]] = []
+
+
+def record_entry() -> None:
+    entry = {"n": len(ENTRIES)}  # LEAK: entry-dict
+    ENTRIES.append(entry)  # LEAK: entry-append
+
+
 def reuse_workspace() -> None:
     # the buffer keeps its size; each call refills it
     WORKSPACE.clear()

@@ -307,6 +307,7 @@ def run_hunt(
             replacing, unconfirmed = _replacing(
                 func, args, kwargs, measured, growing, holders, containers
             )
+            unconfirmed |= _told_already(growing, holders)
             kept = [i for i, (site, _, _) in enumerate(growing) if site not in unconfirmed]
             growing = [growing[i] for i in kept]
             holders = [holders[i] for i in kept]
@@ -428,6 +429,36 @@ def in_steps(sizes: Sequence[int]) -> bool:
     container holding its objects gets longer in the runs after the rounds."""
     deltas = [b - a for a, b in zip(sizes, sizes[1:])]
     return len(deltas) >= 2 and all(d >= 0 for d in deltas) and sizes[-1] > sizes[1]
+
+
+def _told_already(
+    growing: List[Tuple[Site, str, List[RawTraceback]]], holders: List[List[Holder]]
+) -> Set[Site]:
+    """The sites that grew in steps whose every chain leads to a container
+    that a chain of a site grown by the rule runs through: the item array
+    of the list a leak's objects are appended to says nothing the leak's
+    own site does not (``HISTORY (list) → [11] → dict`` already names
+    ``HISTORY``)."""
+    others = [
+        h for (_, rule, _), chains in zip(growing, holders) if rule != IN_STEPS for h in chains
+    ]
+    told = set()
+    for (site, rule, _), chains in zip(growing, holders):
+        if (
+            rule == IN_STEPS
+            and chains
+            and all(
+                any(
+                    o.root == h.root
+                    and len(o.steps) > len(h.steps)
+                    and o.steps[: len(h.steps)] == h.steps
+                    for o in others
+                )
+                for h in chains
+            )
+        ):
+            told.add(site)
+    return told
 
 
 def _lengths(objects: Dict[int, Any]) -> Dict[int, Tuple[int, int]]:
