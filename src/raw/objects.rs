@@ -98,9 +98,8 @@ pub fn hidden_referents<'py>(obj: &Bound<'py, PyAny>) -> Vec<Bound<'py, PyAny>> 
     let n = usize::try_from(n).unwrap_or(0).min(MAX_HIDDEN);
     let mut out = Vec::with_capacity(n);
     for &p in &found[..n] {
-        // SAFETY: `p` is a non-null borrowed reference `obj` holds, alive
-        // while `obj` is and the GIL is held; from_borrowed_ptr takes a new
-        // reference of its own.
+        // `p` is non-null, held by `obj` (alive while the Bound is, GIL held).
+        // SAFETY: a live borrowed reference; from_borrowed_ptr takes its own.
         let held = unsafe { Bound::from_borrowed_ptr(py, p) };
         out.push(held);
     }

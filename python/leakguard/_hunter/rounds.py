@@ -175,15 +175,15 @@ class _Rounds:
         found.sort(key=lambda x: -x[0])
         return [tb for _, tb in found[: most or None]]
 
-    def growing(self, steps: bool = False) -> List[Tuple[Site, str, List[RawTraceback]]]:
-        """Sites that grew by the growth rule, most growth first, each with its
-        tracebacks that grew, most first. With ``steps``, also the sites that
-        grew in steps (rule :data:`IN_STEPS`, see :func:`in_steps`), to be
-        confirmed by their holders (:func:`_replacing`)."""
+    def growing(self) -> List[Tuple[Site, str, List[RawTraceback]]]:
+        """Sites that grew by the growth rule, and those that grew in steps
+        (rule :data:`IN_STEPS`, see :func:`in_steps`; to be confirmed by their
+        holders, :func:`_replacing`), most growth first, each with its
+        tracebacks that grew, most first."""
         found = []
         for site, sizes in self.sizes.items():
             rule = growth_rule(sizes)
-            if rule is None and steps and in_steps(sizes):
+            if rule is None and in_steps(sizes):
                 rule = IN_STEPS
             if rule is not None:
                 found.append((sizes[-1] - sizes[0], site, rule))
@@ -368,7 +368,7 @@ def _analyse(
     """The growing sites of ``measured`` and what holds them; with
     ``unsited``, also what holds the growing tracebacks of no site (the
     :data:`UNSITED_LOOKED_AT` that grew most)."""
-    growing = measured.growing(steps=True)
+    growing = measured.growing()
     extra = [[tb] for tb in measured.unsited_growing(UNSITED_LOOKED_AT)] if unsited else []
     containers: List[List[List[object]]] = []
     holders = find_holders(

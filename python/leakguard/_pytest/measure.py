@@ -201,8 +201,9 @@ class _BetweenRuns:
     are shown again), ``monkeypatch``'s changes are undone, a doctest's
     globals (which the doctest runner clears after each run) are restored,
     and so are the attributes of a test method's instance (a unittest
-    ``TestCase``, a test class's instance) as its fixtures left them. The
-    first run's output is kept and shown at the end."""
+    ``TestCase``, a test class's instance) as its fixtures left them; then
+    the free lists are emptied. The first run's output is kept and shown at
+    the end."""
 
     def __init__(self, item: pytest.Item) -> None:
         pm = item.config.pluginmanager
@@ -275,6 +276,9 @@ class _BetweenRuns:
                 state = self.item.instance.__dict__  # type: ignore[attr-defined]
                 state.clear()
                 state.update(self.instance_state)
+        # What that freed (pytest's objects, some from before tracing) must
+        # not hand the test untraced blocks from the free lists.
+        flush_free_lists()
 
     def _point_caplog_at(self, handler: Any) -> None:
         # caplog.get_records("call") reads a list saved when the phase began.
@@ -407,9 +411,6 @@ def run(
                 nonlocal calls
                 if ran or calls:
                     between.before_next_run()
-                    # What that freed (pytest's objects, some from before
-                    # tracing) must not hand the test untraced blocks.
-                    flush_free_lists()
                     assert subtests is not None
                     subtests.quiet = True
                 calls += 1
